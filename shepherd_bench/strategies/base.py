@@ -1,0 +1,118 @@
+"""Strategy protocol: ``solve(queries, models) -> attempts``, batch-first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from ..backends.base import GenRequest, Message
+from ..backends.meter import CallRecord, MeteredBackend
+
+
+@dataclass(frozen=True)
+class Query:
+    """One benchmark item as a strategy sees it: the chat to answer and generation settings.
+
+    Strategies never see grading material (tests, gold answers).
+    """
+
+    id: str
+    messages: tuple[Message, ...]
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+    public_examples: str = ""  # e.g. docstring examples a strategy may legitimately check against
+
+    def request(self, *, prefix: str = "", max_tokens: int | None = None, temperature: float = 0.0,
+                seed: int = 0, logprobs: bool = False) -> GenRequest:
+        return GenRequest(
+            messages=self.messages,
+            max_tokens=self.max_tokens if max_tokens is None else max_tokens,
+            prefix=prefix,
+            temperature=temperature,
+            stop=self.stop,
+            seed=seed,
+            logprobs=logprobs,
+        )
+
+
+@dataclass
+class Attempt:
+    """A strategy's answer to one query, with every call it paid for and what it decided."""
+
+    query_id: str
+    answer: str
+    calls: list[CallRecord] = field(default_factory=list)
+    decision: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # a failed call: the sample is an error, never graded as an answer
+
+
+@dataclass
+class ModelPair:
+    """The shared SLM and LLM, already wrapped by cache and meter. Strategies never build clients."""
+
+    small: MeteredBackend
+    large: MeteredBackend
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type
+    default: Any
+    help: str = ""
+
+
+class Strategy(Protocol):
+    name: ClassVar[str]
+    kind: ClassVar[str]  # "baseline" | "shepherd" | "route" | "cascade"
+    params: ClassVar[tuple[Param, ...]]
+
+    def solve(self, queries: list[Query], models: ModelPair) -> list[Attempt]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class StrategyBase:
+    """Convenience base: typed parameters from ``-S key=value`` pairs, validated against ``params``."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        valid = {p.name: p for p in self.params}
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown:
+            keys = ", ".join(valid) or "(none)"
+            raise ValueError(f"strategy '{self.name}' has no parameter {unknown[0]!r}; valid keys: {keys}")
+        self.config: dict[str, Any] = {p.name: p.default for p in self.params}
+        for k, v in kwargs.items():
+            self.config[k] = coerce_param(valid[k], v, self.name)
+
+    def describe(self) -> dict[str, Any]:
+        return {"strategy": self.name, "kind": self.kind, "params": dict(self.config)}
+
+    def solve(self, queries: list[Query], models: ModelPair) -> list[Attempt]:  # pragma: no cover
+        raise NotImplementedError
+
+
+def coerce_param(p: Param, value: Any, strategy: str) -> Any:
+    if not isinstance(value, str) or p.type is str:
+        return value
+    try:
+        if p.type is bool:
+            low = value.lower()
+            if low not in {"1", "0", "true", "false", "yes", "no"}:
+                raise ValueError(value)
+            return low in {"1", "true", "yes"}
+        return p.type(value)
+    except ValueError:
+        raise ValueError(
+            f"strategy '{strategy}': parameter {p.name}={value!r} is not a valid {p.type.__name__}"
+        ) from None
+
+
+def single_call_attempt(q: Query, role: str, res: Any, purpose: str = "answer") -> Attempt:
+    rec = CallRecord.from_result(role, res, purpose)  # type: ignore[arg-type]
+    return Attempt(query_id=q.id, answer=res.text if res.ok else "", calls=[rec],
+                   decision={"model": role}, error=res.error)
