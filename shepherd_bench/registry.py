@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
+from .errors import UserError
+
 T = TypeVar("T")
 
 
-class UnknownName(KeyError):
+class UnknownName(UserError, KeyError):
     def __init__(self, kind: str, name: str, known: list[str]) -> None:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""

@@ -51,6 +51,7 @@ class GenResult:
     finish_reason: str = ""
     latency_s: float = 0.0
     token_ids: list[int] | None = None
+    tokens: list[str] | None = None  # output token texts (when available): hints are cut at token boundaries
     token_logprobs: list[float] | None = None
     cached: bool = False
     error: str | None = None

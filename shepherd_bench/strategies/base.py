@@ -52,6 +52,7 @@ class ModelPair:
 
     small: MeteredBackend
     large: MeteredBackend
+    seed: int = 0  # the run seed: strategies derive every random choice from it
 
 
 @dataclass(frozen=True)

