@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="accuracy and cost with paired-bootstrap CIs over run folders")
     rp.add_argument("runs", nargs="+", type=Path)
-    rp.add_argument("--target", type=float, default=0.95, help="fraction of LLM-only accuracy to match")
+    rp.add_argument("--target", default="0.95",
+                    help="accuracy to match: a fraction of LLM-only (0.95), 'llm', or 'gap:0.8' (SLM + 0.8 x gap)")
     rp.add_argument("--format", choices=["md", "csv", "json"], default="md")
     rp.add_argument("--plot", type=Path, help="write an accuracy-cost PNG here")
     rp.add_argument("--resamples", type=int, default=2000)
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="regenerate leaderboard/LEADERBOARD.md from committed results")
     lb.add_argument("--root", type=Path, default=Path("leaderboard"))
-    lb.add_argument("--check", action="store_true", help="fail if the committed file differs")
+    lb.add_argument("--check", action="store_true", help="fail if the committed markdown or plots differ")
 
     le = sub.add_parser("lm-eval", help="lm_eval's CLI with shepherd-bench models and tasks registered",
                         add_help=False)
@@ -174,24 +175,37 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .analysis.report import build_report
 
-    print(build_report(args.runs, target=args.target, fmt=args.format, plot=args.plot,
+    target: float | str = float(args.target) if args.target.replace(".", "", 1).isdigit() else args.target
+    print(build_report(args.runs, target=target, fmt=args.format, plot=args.plot,
                        B=args.resamples, seed=args.seed))
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .analysis.leaderboard import render_leaderboard, write_leaderboard
+    import shutil
+    import tempfile
 
-    if args.check:
-        path = args.root / "LEADERBOARD.md"
-        fresh = render_leaderboard(args.root)
-        if not path.exists() or path.read_text() != fresh:
-            print(f"{path} is out of date: run `shepherd-bench leaderboard` and commit it", file=sys.stderr)
-            return 1
-        print(f"{path} is up to date")
+    from .analysis.leaderboard import write_leaderboard
+
+    if not args.check:
+        print(write_leaderboard(args.root))
         return 0
-    print(write_leaderboard(args.root))
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh_root = Path(tmp) / "leaderboard"
+        shutil.copytree(args.root, fresh_root)
+        write_leaderboard(fresh_root)
+        stale = [str(args.root / p.relative_to(fresh_root)) for p in sorted(fresh_root.rglob("*"))
+                 if p.is_file() and _differs(p, args.root / p.relative_to(fresh_root))]
+    if stale:
+        print("out of date: " + ", ".join(stale) + "; run `shepherd-bench leaderboard` and commit the result",
+              file=sys.stderr)
+        return 1
+    print(f"{args.root / 'LEADERBOARD.md'} is what the committed results say")
     return 0
+
+
+def _differs(a: Path, b: Path) -> bool:
+    return not b.exists() or a.read_bytes() != b.read_bytes()
 
 
 def cmd_lm_eval(args: argparse.Namespace) -> int:
