@@ -22,7 +22,8 @@ class UnknownName(UserError, KeyError):
     def __init__(self, kind: str, name: str, known: list[str]) -> None:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        self.message = f"unknown {kind} '{name}'{hint} (shepherd-bench list {kind}s)"
+        plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+        self.message = f"unknown {kind} '{name}'{hint} (shepherd-bench list {plural})"
         super().__init__(self.message)
 
     def __str__(self) -> str:

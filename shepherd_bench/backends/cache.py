@@ -43,7 +43,8 @@ class GenerationCache:
         with self._lock:
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
-                q = "SELECT key, result FROM generations WHERE key IN (%s)" % ",".join("?" * len(chunk))
+                marks = ",".join("?" * len(chunk))
+                q = f"SELECT key, result FROM generations WHERE key IN ({marks})"
                 for k, v in self._db.execute(q, chunk):
                     try:
                         out[k] = GenResult.from_json(json.loads(v))
@@ -101,7 +102,7 @@ class CachedBackend:
             firsts = [idx[0] for idx in todo.values()]
             fresh = self.inner.generate([requests[i] for i in firsts], progress=progress)
             rows = []
-            for (k, idxs), res in zip(todo.items(), fresh):
+            for (k, idxs), res in zip(todo.items(), fresh, strict=True):
                 for j, i in enumerate(idxs):
                     results[i] = res if j == 0 else GenResult.from_json({**res.to_json(), "cached": True})
                 if res.ok:

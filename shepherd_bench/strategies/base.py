@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Protocol
 
 from ..backends.base import GenRequest, Message
 from ..backends.meter import CallRecord, MeteredBackend
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,12 @@ class Query:
     max_tokens: int
     stop: tuple[str, ...] = ()
     public_examples: str = ""  # e.g. docstring examples a strategy may legitimately check against
+    task: str = ""  # task name (e.g. "gsm8k"): keys per-task defaults such as expected answer length
+    kind: str = ""  # "math" | "code" | "" (unknown: strategies that need it infer it, see ``query_kind``)
+
+    def user_text(self) -> str:
+        """The text of the user turn(s): what routers featurise."""
+        return "\n".join(m.content for m in self.messages if m.role == "user")
 
     def request(self, *, prefix: str = "", max_tokens: int | None = None, temperature: float = 0.0,
                 seed: int = 0, logprobs: bool = False) -> GenRequest:
@@ -61,6 +68,11 @@ class Param:
     type: type
     default: Any
     help: str = ""
+    choices: tuple[str, ...] = ()  # allowed values of a str parameter (empty: any)
+
+
+class ParamError(UserError, ValueError):
+    """A bad ``-S key=value``: unknown key (the message lists the valid keys), bad type or bad value."""
 
 
 class Strategy(Protocol):
@@ -85,7 +97,7 @@ class StrategyBase:
         unknown = sorted(set(kwargs) - set(valid))
         if unknown:
             keys = ", ".join(valid) or "(none)"
-            raise ValueError(f"strategy '{self.name}' has no parameter {unknown[0]!r}; valid keys: {keys}")
+            raise ParamError(f"strategy '{self.name}' has no parameter {unknown[0]!r}; valid keys: {keys}")
         self.config: dict[str, Any] = {p.name: p.default for p in self.params}
         for k, v in kwargs.items():
             self.config[k] = coerce_param(valid[k], v, self.name)
@@ -98,6 +110,8 @@ class StrategyBase:
 
 
 def coerce_param(p: Param, value: Any, strategy: str) -> Any:
+    if p.choices and value not in p.choices:
+        raise ParamError(f"strategy '{strategy}': parameter {p.name}={value!r} must be one of {', '.join(p.choices)}")
     if not isinstance(value, str) or p.type is str:
         return value
     try:
@@ -108,7 +122,7 @@ def coerce_param(p: Param, value: Any, strategy: str) -> Any:
             return low in {"1", "true", "yes"}
         return p.type(value)
     except ValueError:
-        raise ValueError(
+        raise ParamError(
             f"strategy '{strategy}': parameter {p.name}={value!r} is not a valid {p.type.__name__}"
         ) from None
 
@@ -117,3 +131,14 @@ def single_call_attempt(q: Query, role: str, res: Any, purpose: str = "answer") 
     rec = CallRecord.from_result(role, res, purpose)  # type: ignore[arg-type]
     return Attempt(query_id=q.id, answer=res.text if res.ok else "", calls=[rec],
                    decision={"model": role}, error=res.error)
+
+
+def query_kind(q: Query, override: str = "auto") -> str:
+    """``math`` or ``code``: the override, else ``Query.kind``, else a guess from the prompt (documented
+    fallback for queries built before tasks set ``kind``: public examples or a Python system prompt -> code)."""
+    if override not in ("", "auto"):
+        return override
+    if q.kind:
+        return q.kind
+    system = " ".join(m.content for m in q.messages if m.role == "system").lower()
+    return "code" if q.public_examples or "python" in system or "programmer" in system else "math"

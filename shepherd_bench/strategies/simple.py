@@ -14,7 +14,7 @@ class SLMOnly(StrategyBase):
 
     def solve(self, queries: list[Query], models: ModelPair) -> list[Attempt]:
         results = models.small.generate([q.request() for q in queries], progress=True)
-        return [single_call_attempt(q, "small", r) for q, r in zip(queries, results)]
+        return [single_call_attempt(q, "small", r) for q, r in zip(queries, results, strict=True)]
 
 
 class LLMOnly(StrategyBase):
@@ -24,4 +24,4 @@ class LLMOnly(StrategyBase):
 
     def solve(self, queries: list[Query], models: ModelPair) -> list[Attempt]:
         results = models.large.generate([q.request() for q in queries], progress=True)
-        return [single_call_attempt(q, "large", r) for q, r in zip(queries, results)]
+        return [single_call_attempt(q, "large", r) for q, r in zip(queries, results, strict=True)]

@@ -1,0 +1,89 @@
+"""Per-query correctness labels that train routers and learned deferral scorers.
+
+A labels file is JSONL, one object per query (the grid command writes them)::
+
+    {"query_id": "gsm8k/12", "text": "<user turn>", "slm_correct": true, "llm_correct": true,
+     "slm_answer": "<the SLM's answer text, for cascade-frugal>", "split": "train"}
+
+``split`` is optional: ``train`` rows fit the model, ``calib`` rows calibrate thresholds, any other value
+(``test``, ``eval``) is ignored. Without it, rows are split by a seeded hash of ``query_id``. A model
+must never see an evaluation query: ``assert_disjoint`` is checked on every ``solve``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from shepherd_bench.errors import UserError
+
+
+class SplitOverlap(UserError, AssertionError):
+    """Evaluation queries found among the rows a router or scorer was fitted or calibrated on."""
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    query_id: str
+    text: str
+    slm_correct: bool
+    llm_correct: bool
+    slm_answer: str = ""
+    split: str = ""
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: list[LabelRow]
+    calib: list[LabelRow]
+
+    def ids(self) -> frozenset[str]:
+        return frozenset(r.query_id for r in self.train + self.calib)
+
+
+def load_labels(path: str | Path) -> list[LabelRow]:
+    p = Path(path)
+    if not str(path):
+        raise UserError("this strategy needs -S labels=PATH (a JSONL labels file, written by the grid command)")
+    if not p.is_file():
+        raise UserError(f"labels file {str(p)!r} not found (write one with the grid command)")
+    rows = []
+    for n, line in enumerate(p.read_text().splitlines(), 1):
+        if line.strip():
+            rows.append(_row(json.loads(line), p, n))
+    if not rows:
+        raise UserError(f"labels file {str(p)!r} is empty")
+    return rows
+
+
+def _row(d: dict[str, object], path: Path, n: int) -> LabelRow:
+    missing = [k for k in ("query_id", "text", "slm_correct", "llm_correct") if k not in d]
+    if missing:
+        raise UserError(f"{path}:{n}: labels row lacks {', '.join(missing)}")
+    return LabelRow(str(d["query_id"]), str(d["text"]), bool(d["slm_correct"]), bool(d["llm_correct"]),
+                    str(d.get("slm_answer", "") or ""), str(d.get("split", "") or ""))
+
+
+def _unit(seed: int, key: str) -> float:
+    """A uniform number in [0, 1) fixed by (seed, key): stable across batches and resumes."""
+    h = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+def split_rows(rows: list[LabelRow], calib_fraction: float, seed: int) -> Splits:
+    if any(r.split for r in rows):
+        return Splits([r for r in rows if r.split == "train"], [r for r in rows if r.split == "calib"])
+    calib = [r for r in rows if _unit(seed, r.query_id) < calib_fraction]
+    train = [r for r in rows if _unit(seed, r.query_id) >= calib_fraction]
+    return Splits(train, calib)
+
+
+def assert_disjoint(eval_ids: list[str], used: frozenset[str], what: str) -> None:
+    overlap = sorted(set(eval_ids) & used)
+    if overlap:
+        raise SplitOverlap(
+            f"{what}: {len(overlap)} evaluation queries are in its train/calibration labels "
+            f"(e.g. {overlap[0]!r}); build the labels file from a split that excludes the evaluated queries"
+        )

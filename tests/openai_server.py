@@ -1,0 +1,214 @@
+"""A real loopback HTTP server speaking OpenAI's chat-completions protocol, able to misbehave on command.
+
+Generations come from a callable (in the tests: the real llama.cpp 0.5B backend). Faults are queued and
+each one is consumed by the next request: an HTTP status (429 with ``retry-after``, 500, 503, ...), a
+connection reset, a delay, malformed JSON, a response without usage, an empty completion. Sticky modes
+(``reject_max_completion_tokens``) stay on until cleared. A trailing assistant message is continued
+(llama.cpp's prefill and vLLM's ``continue_final_message`` behave the same way for our purpose).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+from shepherd_bench.backends.base import Backend, GenRequest, Message
+
+FaultKind = Literal["status", "reset", "delay", "malformed", "no_usage", "empty"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: FaultKind
+    status: int = 500
+    retry_after: float | None = None
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    finish_reason: str = "stop"
+
+
+Generator = Callable[[dict[str, Any]], Completion]
+
+
+def backend_generator(backend: Backend) -> Generator:
+    """Serve chat bodies from a Backend; a trailing assistant message becomes the prefix to continue."""
+
+    def gen(body: dict[str, Any]) -> Completion:
+        msgs = [Message(m["role"], m["content"]) for m in body["messages"]]
+        prefix = ""
+        if msgs and msgs[-1].role == "assistant":
+            prefix = msgs.pop().content
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 16
+        stop = body.get("stop") or ()
+        req = GenRequest(
+            messages=tuple(msgs),
+            prefix=prefix,
+            max_tokens=int(max_tokens),
+            temperature=float(body.get("temperature") or 0.0),
+            top_p=float(body.get("top_p") or 1.0),
+            seed=int(body.get("seed") or 0),
+            stop=tuple([stop] if isinstance(stop, str) else stop),
+        )
+        res = backend.generate([req])[0]
+        if res.error:
+            raise RuntimeError(res.error)
+        return Completion(res.text, res.input_tokens, res.output_tokens, res.cached_input_tokens, res.finish_reason)
+
+    return gen
+
+
+@dataclass
+class ServerState:
+    generate: Generator
+    api_key: str | None = None
+    faults: deque[Fault] = field(default_factory=deque)
+    reject_max_completion_tokens: bool = False
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_fault(self) -> Fault | None:
+        with self.lock:
+            return self.faults.popleft() if self.faults else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        st = self.server.state
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if st.api_key and self.headers.get("Authorization") != f"Bearer {st.api_key}":
+            return self._json(401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}})
+        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+            return self._json(404, {"error": {"message": f"no route {self.path}"}})
+        body = json.loads(raw)
+        with st.lock:
+            st.bodies.append(body)
+            st.in_flight += 1
+            st.max_in_flight = max(st.max_in_flight, st.in_flight)
+        try:
+            self._serve(st, body)
+        finally:
+            with st.lock:
+                st.in_flight -= 1
+
+    def _serve(self, st: ServerState, body: dict[str, Any]) -> None:
+        if st.reject_max_completion_tokens and "max_completion_tokens" in body:
+            msg = "Unrecognized request argument supplied: max_completion_tokens"
+            return self._json(400, {"error": {"message": msg, "type": "invalid_request_error"}})
+        fault = st.next_fault()
+        if fault and fault.kind == "delay":
+            time.sleep(fault.delay_s)
+        if fault and fault.kind == "reset":
+            return self._reset()
+        if fault and fault.kind == "status":
+            headers = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
+            return self._json(fault.status, {"error": {"message": f"injected {fault.status}"}}, headers)
+        if fault and fault.kind == "malformed":
+            return self._send(200, b'{"id": "x", "choices": [', {})
+        try:
+            comp = st.generate(body)
+        except Exception as e:
+            return self._json(500, {"error": {"message": f"generation failed: {e}"}})
+        if fault and fault.kind == "empty":
+            comp = Completion("", comp.prompt_tokens, comp.completion_tokens, comp.cached_tokens, "length")
+        self._json(200, _chat_response(body, comp, with_usage=not (fault and fault.kind == "no_usage")))
+
+    def _json(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(obj).encode(), headers or {})
+
+    def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _reset(self) -> None:
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
+
+def _chat_response(body: dict[str, Any], c: Completion, *, with_usage: bool) -> dict[str, Any]:
+    resp: dict[str, Any] = {
+        "id": f"chatcmpl-{time.time_ns()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", ""),
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": c.text}, "finish_reason": c.finish_reason}
+        ],
+    }
+    if with_usage:
+        resp["usage"] = {
+            "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens,
+            "total_tokens": c.prompt_tokens + c.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": c.cached_tokens},
+        }
+    return resp
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, state: ServerState) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.state = state
+
+
+class OpenAILoopbackServer:
+    """``with OpenAILoopbackServer(gen, api_key="k") as srv: ... srv.base_url ... srv.inject(Fault(...))``."""
+
+    def __init__(self, generate: Generator, api_key: str | None = None) -> None:
+        self.state = ServerState(generate=generate, api_key=api_key)
+        self._httpd = _Server(self.state)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    def inject(self, *faults: Fault) -> None:
+        with self.state.lock:
+            self.state.faults.extend(faults)
+
+    def reset(self) -> None:
+        with self.state.lock:
+            self.state.faults.clear()
+            self.state.bodies.clear()
+            self.state.reject_max_completion_tokens = False
+            self.state.max_in_flight = 0
+
+    def __enter__(self) -> OpenAILoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
