@@ -14,7 +14,7 @@ from .config import DEFAULT_LLM, DEFAULT_SLM, ConfigError, ModelConfig, RunConfi
 from .errors import UserError
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models")
     g.add_argument("--slm", default=DEFAULT_SLM, help=f"small model backend:model (default {DEFAULT_SLM})")
     g.add_argument("--llm", default=DEFAULT_LLM, help=f"large model backend:model (default {DEFAULT_LLM})")
@@ -27,7 +27,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--prices", type=Path, help="price table JSON (default: leaderboard/prices.json)")
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
+def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=os.environ.get("SHEPHERD_BENCH_DATA"),
                    help="local benchmark data (<dir>/mbpp/mbpp.jsonl, <dir>/gsm8k/test.jsonl, ...); "
                    "env SHEPHERD_BENCH_DATA; default: the public copy via `datasets`")
@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cache", action="store_true", help="do not read or write the generation cache")
     r.add_argument("--cache", type=Path, help="generation cache file (default: user cache dir)")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
-    _model_args(r)
-    _data_args(r)
+    add_model_args(r)
+    add_data_args(r)
 
     ls = sub.add_parser("list", help="list tasks, strategies or backends")
     ls.add_argument("what", choices=["tasks", "strategies", "backends"])
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--samples", type=Path, required=True, help='JSONL of {"task_id", "completion"|"solution"}')
     ex.add_argument("--out", type=Path, help="results JSONL (default: <samples>_results.jsonl)")
     ex.add_argument("--workers", type=int)
-    _data_args(ex)
+    add_data_args(ex)
 
     rp = sub.add_parser("report", help="accuracy and cost with paired-bootstrap CIs over run folders")
     rp.add_argument("runs", nargs="+", type=Path)
@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="regenerate leaderboard/LEADERBOARD.md from committed results")
     lb.add_argument("--root", type=Path, default=Path("leaderboard"))
     lb.add_argument("--check", action="store_true", help="fail if the committed markdown or plots differ")
+
+    from .grid import add_grid_parser
+    from .replay import add_replay_parser
+
+    add_grid_parser(sub)
+    add_replay_parser(sub)
 
     le = sub.add_parser("lm-eval", help="lm_eval's CLI with shepherd-bench models and tasks registered",
                         add_help=False)
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _model_config(spec: str, price: str | None, opts: list[str] | None, role: str) -> ModelConfig:
+def model_config(spec: str, price: str | None, opts: list[str] | None, role: str) -> ModelConfig:
     if ":" not in spec:
         raise ConfigError(f"model spec {spec!r} must be backend:model, e.g. llamacpp:qwen2.5-coder-0.5b "
                           f"or openai:gpt-4o-mini (shepherd-bench list backends)")
@@ -115,8 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         task=args.task,
         strategy=args.strategy,
         strategy_params=parse_kv(args.params),
-        slm=_model_config(args.slm, args.slm_price, args.slm_opt, "small"),
-        llm=_model_config(args.llm, args.llm_price, args.llm_opt, "large"),
+        slm=model_config(args.slm, args.slm_price, args.slm_opt, "small"),
+        llm=model_config(args.llm, args.llm_price, args.llm_opt, "large"),
         limit=args.limit,
         seed=args.seed,
         data_dir=str(args.data_dir) if args.data_dir else None,
@@ -214,8 +220,22 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
     return run_lm_eval_cli(args.rest)
 
 
+def cmd_grid(args: argparse.Namespace) -> int:
+    from .grid import cmd_grid as grid
+
+    return int(grid(args) or 0)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import cmd_replay as replay
+
+    return int(replay(args) or 0)
+
+
 COMMANDS = {
     "run": cmd_run,
+    "grid": cmd_grid,
+    "replay": cmd_replay,
     "list": cmd_list,
     "exec": cmd_exec,
     "report": cmd_report,

@@ -1,26 +1,34 @@
-"""Isolated execution of untrusted code. PROVISIONAL minimal implementation: being replaced by the
-hardened sandbox (see docs/SANDBOX.md). Keep the public names and signatures stable.
+"""Isolated execution of untrusted code (see docs/SANDBOX.md).
+
+A warm interpreter (the zygote) runs inside a bubblewrap namespace (no network, private /tmp, read-only
+system files, own pid namespace) and forks one child per job. Each child gets its own session, resource
+limits, a throwaway working directory, a cleared environment, an unprivileged uid per worker slot and a
+seccomp filter. The verdict travels over a private pipe, and literal asserts (``assert f(x) == 3``) are
+judged in the parent from serialised return values, so ``__eq__`` overrides and frame-walking forgeries
+cannot make them pass.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from ._isolation import SandboxConfig
 
 VerdictStatus = Literal["pass", "fail", "timeout", "error"]
+
+__all__ = ["Job", "SandboxConfig", "Verdict", "VerdictStatus", "calibrate_timeout", "detect_isolation", "run",
+           "run_batch"]
 
 
 @dataclass(frozen=True)
 class Job:
     program: str  # the candidate program (definitions)
     tests: str  # test code run after the program; raises on failure
-    timeout: float = 10.0  # seconds
-    memory_mb: int = 2048
+    timeout: float = 10.0  # seconds of wall time, from fork to exit
+    memory_mb: int = 2048  # address-space limit
+    entry_point: str | None = None  # the function under test: kept visible even if it shadows a builtin
 
 
 @dataclass(frozen=True)
@@ -28,35 +36,57 @@ class Verdict:
     status: VerdictStatus
     detail: str = ""
     duration_s: float = 0.0
+    output: str = ""  # head of the captured stdout/stderr (capped)
 
     @property
     def passed(self) -> bool:
         return self.status == "pass"
 
 
-def run(program: str, tests: str, timeout: float = 10.0, memory_mb: int = 2048) -> Verdict:
-    return run_batch([Job(program, tests, timeout, memory_mb)])[0]
+def run(program: str, tests: str, timeout: float = 10.0, memory_mb: int = 2048, *,
+        entry_point: str | None = None, config: SandboxConfig | None = None) -> Verdict:
+    return run_batch([Job(program, tests, timeout, memory_mb, entry_point)], workers=1, config=config)[0]
 
 
-def run_batch(jobs: list[Job], workers: int | None = None, progress: bool = False) -> list[Verdict]:
-    workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(workers) as ex:
-        return list(ex.map(_run_one, jobs))
+def run_batch(jobs: list[Job], workers: int | None = None, progress: bool = False, *,
+              config: SandboxConfig | None = None, lift_asserts: bool = True) -> list[Verdict]:
+    """Grade ``jobs`` in parallel (``workers`` defaults to the CPU count); verdicts in input order."""
+    from ._isolation import interpreter, probe, warn_missing  # noqa: PLC0415
+    from ._pool import execute, judge, prepare  # noqa: PLC0415
+
+    if not jobs:
+        return []
+    cfg = config or SandboxConfig()
+    layers = probe(interpreter(cfg))
+    warn_missing(layers, cfg)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    items = [prepare(job, lift_asserts) for job in jobs]
+    bar = _progress(len(jobs)) if progress else None
+    collected = execute(items, cfg, layers, workers, (lambda _i: bar.update(1)) if bar else (lambda _i: None))
+    if bar:
+        bar.close()
+    return [judge(p, c, _verdict) for p, c in zip(items, collected)]
 
 
-def _run_one(job: Job) -> Verdict:
-    marker = "__SB_OK_%s__" % os.urandom(8).hex()
-    src = job.program + "\n\n" + job.tests + f"\n\nprint({marker!r})\n"
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "prog.py")
-        with open(path, "w") as f:
-            f.write(src)
-        try:
-            p = subprocess.run([sys.executable, path], cwd=d, capture_output=True, timeout=job.timeout,
-                               env={"PATH": "/usr/bin:/bin"}, text=True)
-        except subprocess.TimeoutExpired:
-            return Verdict("timeout", f"exceeded {job.timeout}s")
-    if p.returncode == 0 and p.stdout.rstrip().endswith(marker):
-        return Verdict("pass")
-    lines = (p.stderr or "").strip().splitlines()
-    return Verdict("fail", lines[-1][:300] if lines else f"exit {p.returncode}")
+def _verdict(status: VerdictStatus, detail: str, duration: float, output: str) -> Verdict:
+    return Verdict(status, detail, round(duration, 6), output)
+
+
+def _progress(total: int) -> Any:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    return tqdm(total=total, desc="sandbox", unit="job")
+
+
+def detect_isolation(config: SandboxConfig | None = None) -> dict[str, Any]:
+    """The isolation layers available here, as a JSON-able dict for the run manifest."""
+    from ._isolation import describe  # noqa: PLC0415
+
+    return describe(config)
+
+
+def calibrate_timeout(reference_seconds: float, floor: float = 2.0, factor: float = 5.0,
+                      cap: float = 60.0) -> float:
+    """Per-problem time limit from the reference solution's runtime (evalplus style): a floor absorbs
+    start-up noise and machine load, the factor leaves room for slower-but-correct programs."""
+    return round(min(cap, max(floor, factor * max(0.0, reference_seconds))), 3)

@@ -74,6 +74,8 @@ class CodeTask:
             messages=chat(SYSTEM_CODE, doc.prompt),
             max_tokens=self.max_tokens,
             public_examples=str(doc.record.get("public_examples", "")),
+            task=self.name,
+            kind=self.kind,
         )
 
     def build_job(self, doc: Doc, completion: str | None = None, solution: str | None = None) -> Job:
@@ -84,7 +86,8 @@ class CodeTask:
         rec = doc.record
         program = rec.get("code_prompt", "") + completion if completion is not None else str(solution)
         timeout = max(self.timeout_s, float(rec.get("timeout_s", 0.0)))
-        return Job(program=program, tests=str(rec["tests"]), timeout=timeout, memory_mb=self.memory_mb)
+        return Job(program=program, tests=str(rec["tests"]), timeout=timeout, memory_mb=self.memory_mb,
+                   entry_point=str(rec.get("entry_point") or "") or None)
 
     def program_for(self, doc: Doc, answer: str) -> str:
         rec: dict[str, Any] = doc.record

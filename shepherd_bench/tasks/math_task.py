@@ -25,7 +25,8 @@ class MathTask:
     max_tokens: ClassVar[int] = 768
 
     def query(self, doc: Doc) -> Query:
-        return Query(id=doc.id, messages=chat(SYSTEM_MATH, doc.prompt), max_tokens=self.max_tokens)
+        return Query(id=doc.id, messages=chat(SYSTEM_MATH, doc.prompt), max_tokens=self.max_tokens,
+                     task=self.name, kind=self.kind)
 
     def score(self, docs: list[Doc], answers: list[str], workers: int | None = None) -> list[Score]:
         """``workers`` is accepted for the Task protocol; math grading is pure and fast."""

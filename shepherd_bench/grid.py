@@ -1,0 +1,545 @@
+"""The hint grid: one greedy LLM answer per query, the SLM continuing from each hint size, all graded.
+
+For every query the LLM is asked once, greedily, for its whole answer (with its output token texts). The
+hint of ``k`` tokens is the first ``k`` of those tokens joined at a token boundary: under greedy decoding
+that is what a live call with ``max_tokens=k`` returns, and it is priced as such at analysis time
+(``llm_input_tokens * p_in + k * p_out``; ``k = 0`` costs nothing, the full answer costs its
+``llm_output_tokens``). The SLM then continues the assistant turn from each hint (``GenRequest.prefix``),
+``n`` samples per level (greedy when ``n = 1``; temperature > 0 with seeds ``seed + s`` otherwise), and
+``hint + continuation`` is graded by the task's scorer. A level whose hint covers the whole LLM answer is
+the LLM's own answer graded (no SLM call).
+
+Every prompt of one level (over a chunk of queries) goes to the SLM in ONE batched ``generate`` call, so
+llama.cpp / vLLM batch the prompts and reuse their shared prefixes.
+
+Storage, one folder per grid: ``manifest.json`` (configuration, fingerprint, dataset sha256, versions),
+``llm.jsonl`` (the LLM answer of each query: text, token texts, token counts, the user prompt) and
+``grid.jsonl`` (one tidy row per query x level x sample). Appends are per level, so a killed grid
+resumes at the first missing (query, level). ``load_grid(path)`` gives a pandas DataFrame.
+
+``--early-stop`` builds predictor labels cheaply: a query stops at the first level at which every sample
+succeeds. Later levels are then missing, so such a grid is NOT suitable for fixed-level curves (replay
+refuses fixed policies on it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from .backends.base import GenRequest, GenResult
+from .config import ConfigError, ModelConfig, RunConfig
+from .store import RunStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .strategies.base import ModelPair, Query
+    from .tasks.base import Doc, Score, Task
+
+LevelKind = Literal["fraction", "tokens"]
+DEFAULT_FRACTIONS = tuple(round(i / 10, 1) for i in range(11))
+LLM_FILE = "llm.jsonl"
+GRID_FILE = "grid.jsonl"
+
+
+class GridError(ConfigError):
+    """A grid cannot be built or read as asked; the message names the fix."""
+
+
+# --- configuration ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GridSpec:
+    """What a grid measures (besides the task and the models)."""
+
+    levels: tuple[float, ...] = DEFAULT_FRACTIONS
+    kind: LevelKind = "fraction"
+    samples: int = 1
+    temperature: float = 0.7  # used only when samples > 1
+    early_stop: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise GridError("--samples must be >= 1")
+        if self.kind == "fraction" and any(not 0.0 <= x <= 1.0 for x in self.levels):
+            raise GridError("--levels are fractions of the LLM answer, between 0 and 1 (e.g. 0,0.1,...,1.0)")
+        if self.kind == "tokens" and any(x < 0 or x != int(x) for x in self.levels):
+            raise GridError("--tokens are non-negative whole token counts (e.g. 0,16,32,64)")
+        if self.samples > 1 and self.temperature <= 0:
+            raise GridError("--samples > 1 needs --temperature > 0 (distinct samples)")
+
+    def all_levels(self) -> tuple[float, ...]:
+        """The asked levels plus level 0 (SLM alone) and, for fractions, 1.0 (the LLM answer), sorted."""
+        extra = {0.0, 1.0} if self.kind == "fraction" else {0.0}
+        return tuple(sorted(set(map(float, self.levels)) | extra))
+
+    @property
+    def sampling_temperature(self) -> float:
+        return self.temperature if self.samples > 1 else 0.0
+
+    def sample_seed(self, sample: int) -> int:
+        return self.seed + sample
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    task: str
+    slm: ModelConfig
+    llm: ModelConfig
+    spec: GridSpec = field(default_factory=GridSpec)
+    limit: int | None = None
+    subset: int | None = None  # a seeded random subset of this many queries (seed = spec.seed)
+    data_dir: str | None = None
+    batch_size: int = 64  # queries per chunk (one SLM call per level per chunk)
+    workers: int | None = None
+
+    def measured(self) -> dict[str, Any]:
+        """Fields that change what a row means; ``limit`` is left out so a grid can be extended."""
+        d: dict[str, Any] = {"task": self.task, "spec": asdict(self.spec), "subset": self.subset}
+        for role, m in (("slm", self.slm), ("llm", self.llm)):
+            d[role] = {"spec": m.spec, "options": {k: v for k, v in m.options.items() if k == "base_url"}}
+        return d
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.measured(), sort_keys=True).encode()).hexdigest()[:10]
+
+    def default_dir(self, root: Path = Path("grids")) -> Path:
+        sub = f"-sub{self.subset}" if self.subset else ""
+        return root / f"{self.task}-{self.spec.kind}-n{self.spec.samples}{sub}-{self.fingerprint()}"
+
+    def run_config(self) -> RunConfig:
+        """The run configuration whose model-building pieces the grid reuses."""
+        return RunConfig(task=self.task, strategy="grid", strategy_params={}, slm=self.slm, llm=self.llm,
+                         limit=self.limit, seed=self.spec.seed, data_dir=self.data_dir,
+                         batch_size=self.batch_size, workers=self.workers)
+
+
+def parse_levels(levels: str | None, tokens: str | None) -> tuple[tuple[float, ...], LevelKind]:
+    if levels and tokens:
+        raise GridError("give --levels (fractions) or --tokens (token counts), not both")
+    text, kind = (tokens, "tokens") if tokens else (levels, "fraction")
+    if not text:
+        return DEFAULT_FRACTIONS, "fraction"
+    try:
+        vals = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise GridError(f"bad level list {text!r}; use comma-separated numbers like 0,0.1,0.5,1.0") from None
+    if not vals:
+        raise GridError("empty level list")
+    return vals, kind  # type: ignore[return-value]
+
+
+# --- storage ------------------------------------------------------------------------------------------
+
+class GridStore:
+    """A grid folder: manifest.json, llm.jsonl, grid.jsonl (append-only, torn last lines repaired)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.manifest_path = root / "manifest.json"
+        self.llm_path = root / LLM_FILE
+        self.grid_path = root / GRID_FILE
+
+    def open(self, manifest: dict[str, Any], fingerprint: str) -> None:
+        RunStore(self.root).open(manifest, fingerprint)
+
+    def _jsonl(self, path: Path) -> RunStore:
+        store = RunStore(self.root)
+        store.samples_path = path  # reuse its append and torn-line repair
+        return store
+
+    def read(self, path: Path) -> list[dict[str, Any]]:
+        if not path.exists():
+            return []
+        self._jsonl(path).load_done()  # repairs a torn last line in place
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def append(self, path: Path, records: list[dict[str, Any]]) -> None:
+        self._jsonl(path).append(records)
+
+    def llm_answers(self) -> dict[str, dict[str, Any]]:
+        return {r["query_id"]: r for r in self.read(self.llm_path)}
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.read(self.grid_path)
+
+
+# --- hints and rows -----------------------------------------------------------------------------------
+
+def hint_size(level: float, kind: LevelKind, n_full: int) -> int:
+    """Hint tokens of a level: ``round(level * N)`` for fractions (half up), the count for tokens; <= N."""
+    k = math.floor(level * n_full + 0.5) if kind == "fraction" else int(level)
+    return min(max(k, 0), n_full)
+
+
+def is_full(level: float, k: int, n_full: int) -> bool:
+    """The hint covers the whole LLM answer: the LLM's own answer is graded, no SLM call."""
+    return level > 0 and k >= n_full
+
+
+def hint_text(llm: dict[str, Any], k: int) -> str:
+    return "".join(llm["tokens"][:k])
+
+
+def query_levels(spec: GridSpec, llm: dict[str, Any]) -> list[float]:
+    """Levels stored for one query; a token grid whose levels all stop short of the answer gets one
+    more level, the full answer, at ``level = N``."""
+    levels = list(spec.all_levels())
+    n = int(llm["output_tokens"])
+    if spec.kind == "tokens" and (not levels or max(levels) < n or n == 0) and float(n) not in levels:
+        levels.append(float(n))
+    return levels
+
+
+def llm_record(q: Query, prompt: str, res: GenResult) -> dict[str, Any]:
+    if res.tokens is None:
+        raise GridError(
+            "the LLM backend returned no output token texts (GenResult.tokens); the grid cuts hints at "
+            "token boundaries and needs them: use a backend that reports tokens with logprobs=True "
+            "(llamacpp, vllm, or an OpenAI-compatible server that returns logprobs)")
+    return {
+        "query_id": q.id, "prompt": prompt, "text": res.text, "tokens": list(res.tokens),
+        "token_ids": res.token_ids, "input_tokens": res.input_tokens,
+        "cached_input_tokens": res.cached_input_tokens, "output_tokens": len(res.tokens),
+        "reported_output_tokens": res.output_tokens, "finish_reason": res.finish_reason,
+        "latency_s": round(res.latency_s, 4), "tokens_join_to_text": "".join(res.tokens) == res.text,
+    }
+
+
+def _base_row(qid: str, level: float, k: int, full: bool, llm: dict[str, Any]) -> dict[str, Any]:
+    return {"query_id": qid, "level": float(level), "hint_tokens": int(k), "full": bool(full),
+            "llm_input_tokens": int(llm["input_tokens"]), "llm_output_tokens": int(llm["output_tokens"])}
+
+
+def _score_fields(score: Score | None, error: str | None) -> dict[str, Any]:
+    if error is not None or score is None:
+        return {"correct": None, "status": "error", "detail": error or "not graded", "extracted": None}
+    return {"correct": bool(score.correct), "status": score.status, "detail": score.detail[:500],
+            "extracted": score.extracted}
+
+
+def full_row(qid: str, level: float, llm: dict[str, Any], score: Score) -> dict[str, Any]:
+    row = _base_row(qid, level, int(llm["output_tokens"]), True, llm)
+    row.update(sample=0, seed=None, slm_input_tokens=0, slm_output_tokens=0, slm_cached_input_tokens=0,
+               slm_mean_logprob=None, slm_finish_reason="", slm_latency_s=0.0, text=llm["text"], error=None)
+    row.update(_score_fields(score, None))
+    return row
+
+
+def slm_row(qid: str, level: float, k: int, llm: dict[str, Any], sample: int, seed: int,
+            res: GenResult, score: Score | None) -> dict[str, Any]:
+    row = _base_row(qid, level, k, False, llm)
+    lps = res.token_logprobs or []
+    row.update(sample=sample, seed=seed, slm_input_tokens=res.input_tokens,
+               slm_output_tokens=res.output_tokens, slm_cached_input_tokens=res.cached_input_tokens,
+               slm_mean_logprob=(sum(lps) / len(lps)) if lps else None, slm_finish_reason=res.finish_reason,
+               slm_latency_s=round(res.latency_s, 4), text=res.text, error=res.error)
+    row.update(_score_fields(score, res.error))
+    return row
+
+
+def slm_request(q: Query, hint: str, k: int, spec: GridSpec, sample: int, *, logprobs: bool = False) -> GenRequest:
+    """The SLM continuation request, as the live shepherd strategy (``prefill`` mode) builds it: the hint
+    as assistant prefix and the rest of the task's token budget (``max_tokens - k``, at least 1)."""
+    budget = q.max_tokens if k == 0 else max(1, q.max_tokens - k)
+    return q.request(prefix=hint, max_tokens=budget, temperature=spec.sampling_temperature,
+                     seed=spec.sample_seed(sample), logprobs=logprobs)
+
+
+# --- building -----------------------------------------------------------------------------------------
+
+@dataclass
+class GridStats:
+    queries: int = 0
+    llm_calls: int = 0  # batched generate calls to the LLM
+    slm_calls: int = 0  # batched generate calls to the SLM (one per level per chunk)
+    slm_requests: int = 0
+    rows_written: int = 0
+    llm_errors: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+@dataclass
+class _Chunk:
+    """Working state of one chunk of queries."""
+
+    docs: list[Doc]
+    queries: dict[str, Query]
+    llm: dict[str, dict[str, Any]]
+    done: dict[tuple[str, float], list[dict[str, Any]]]
+    full_scores: dict[str, Score] = field(default_factory=dict)
+
+
+def build_grid(task: Task, docs: list[Doc], models: ModelPair, spec: GridSpec, store: GridStore, *,
+               batch_size: int = 64, workers: int | None = None, progress: bool = False) -> GridStats:
+    """Measure ``docs`` on the grid into ``store`` (already opened); resumes what is stored."""
+    t0 = time.perf_counter()
+    stats = GridStats(queries=len(docs))
+    llm_all = store.llm_answers()
+    done = _done_groups(store.rows(), spec.samples)
+    step = batch_size if batch_size > 0 else max(len(docs), 1)
+    for start in range(0, len(docs), step):
+        part = docs[start : start + step]
+        chunk = _Chunk(part, {d.id: task.query(d) for d in part}, llm_all, done)
+        _ensure_llm(task, chunk, models, store, stats)
+        for level in spec.all_levels() if spec.kind == "fraction" else _token_levels(spec, chunk):
+            _run_level(task, chunk, level, models, spec, store, stats, workers)
+            if progress:
+                print(f"grid: queries {start + 1}-{start + len(part)} level {level:g} done", file=sys.stderr)
+    stats.wall_s = time.perf_counter() - t0
+    return stats
+
+
+def _token_levels(spec: GridSpec, chunk: _Chunk) -> list[float]:
+    levels: set[float] = set()
+    for d in chunk.docs:
+        if d.id in chunk.llm:
+            levels.update(query_levels(spec, chunk.llm[d.id]))
+    return sorted(levels)
+
+
+def _done_groups(rows: Iterable[dict[str, Any]], samples: int) -> dict[tuple[str, float], list[dict[str, Any]]]:
+    groups: dict[tuple[str, float], dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["query_id"], float(r["level"])), {})[int(r["sample"])] = r
+    out = {}
+    for key, by_sample in groups.items():
+        full = any(r["full"] for r in by_sample.values())
+        if full or len(by_sample) >= samples:
+            out[key] = list(by_sample.values())
+    return out
+
+
+def _ensure_llm(task: Task, chunk: _Chunk, models: ModelPair, store: GridStore, stats: GridStats) -> None:
+    missing = [d for d in chunk.docs if d.id not in chunk.llm]
+    if not missing:
+        return
+    reqs = [chunk.queries[d.id].request(logprobs=True) for d in missing]
+    results = models.large.generate(reqs, progress=False)
+    stats.llm_calls += 1
+    fresh = []
+    for d, res in zip(missing, results, strict=True):
+        if not res.ok:
+            stats.llm_errors.append(f"{d.id}: {res.error}")
+            continue  # not stored: a rerun retries it
+        fresh.append(llm_record(chunk.queries[d.id], d.prompt, res))
+    store.append(store.llm_path, fresh)
+    chunk.llm.update({r["query_id"]: r for r in fresh})
+
+
+def _stopped(chunk: _Chunk, qid: str, level: float, spec: GridSpec) -> bool:
+    """Early stop: an earlier level of this query succeeded for every sample."""
+    if not spec.early_stop:
+        return False
+    for (q, lv), rows in chunk.done.items():
+        if q == qid and lv < level and rows and all(r["correct"] for r in rows):
+            return True
+    return False
+
+
+def _run_level(task: Task, chunk: _Chunk, level: float, models: ModelPair, spec: GridSpec,
+               store: GridStore, stats: GridStats, workers: int | None) -> None:
+    full_todo: list[Doc] = []
+    slm_todo: list[tuple[Doc, int, int]] = []  # (doc, k, sample)
+    for d in chunk.docs:
+        llm = chunk.llm.get(d.id)
+        if llm is None or (d.id, level) in chunk.done or level not in query_levels(spec, llm):
+            continue
+        if _stopped(chunk, d.id, level, spec):
+            continue
+        k = hint_size(level, spec.kind, int(llm["output_tokens"]))
+        if is_full(level, k, int(llm["output_tokens"])):
+            full_todo.append(d)
+        else:
+            slm_todo.extend((d, k, s) for s in range(spec.samples))
+    rows = _full_rows(task, chunk, level, full_todo, workers)
+    rows += _slm_rows(task, chunk, level, slm_todo, models, spec, stats, workers)
+    store.append(store.grid_path, rows)
+    stats.rows_written += len(rows)
+    for r in rows:
+        chunk.done.setdefault((r["query_id"], level), []).append(r)
+
+
+def _full_rows(task: Task, chunk: _Chunk, level: float, docs: list[Doc], workers: int | None) -> list[dict[str, Any]]:
+    ungraded = [d for d in docs if d.id not in chunk.full_scores]
+    if ungraded:
+        scores = task.score(ungraded, [chunk.llm[d.id]["text"] for d in ungraded], workers=workers)
+        chunk.full_scores.update({d.id: s for d, s in zip(ungraded, scores, strict=True)})
+    return [full_row(d.id, level, chunk.llm[d.id], chunk.full_scores[d.id]) for d in docs]
+
+
+def _slm_rows(task: Task, chunk: _Chunk, level: float, todo: list[tuple[Doc, int, int]], models: ModelPair,
+              spec: GridSpec, stats: GridStats, workers: int | None) -> list[dict[str, Any]]:
+    if not todo:
+        return []
+    hints = [hint_text(chunk.llm[d.id], k) for d, k, _ in todo]
+    reqs = [slm_request(chunk.queries[d.id], h, k, spec, s, logprobs=level == 0)
+            for (d, k, s), h in zip(todo, hints, strict=True)]
+    results = models.small.generate(reqs, progress=False)  # ONE batched call per level
+    stats.slm_calls += 1
+    stats.slm_requests += len(reqs)
+    ok = [i for i, r in enumerate(results) if r.ok]
+    scores = task.score([todo[i][0] for i in ok], [hints[i] + results[i].text for i in ok], workers=workers)
+    by_i: dict[int, Score] = dict(zip(ok, scores, strict=True))
+    return [slm_row(d.id, level, k, chunk.llm[d.id], s, spec.sample_seed(s), results[i], by_i.get(i))
+            for i, (d, k, s) in enumerate(todo)]
+
+
+# --- reading ------------------------------------------------------------------------------------------
+
+def grid_dir(path: Path) -> Path:
+    p = Path(path)
+    root = p.parent if p.is_file() else p
+    if not (root / GRID_FILE).exists():
+        raise GridError(f"no {GRID_FILE} in {root}; build one with `shepherd-bench grid --task T --out {root}`")
+    return root
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    m = grid_dir(path) / "manifest.json"
+    return json.loads(m.read_text()) if m.exists() else {}
+
+
+def load_grid(path: Path) -> pd.DataFrame:
+    """One row per query x level x sample (duplicates from an interrupted level: the last one wins)."""
+    import pandas as pd
+
+    root = grid_dir(path)
+    rows = GridStore(root).rows()
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df = df.drop_duplicates(subset=["query_id", "level", "sample"], keep="last").reset_index(drop=True)
+    df["correct"] = df["correct"].astype("float64")  # NaN = error
+    return df
+
+
+def load_llm_answers(path: Path) -> dict[str, dict[str, Any]]:
+    return GridStore(grid_dir(path)).llm_answers()
+
+
+# --- the command --------------------------------------------------------------------------------------
+
+def select_docs(docs: list[Doc], limit: int | None, subset: int | None, seed: int) -> list[Doc]:
+    """``subset``: a seeded random subset (in dataset order); then ``limit``: its first N."""
+    if subset is not None and subset < len(docs):
+        import random
+
+        keep = sorted(random.Random(seed).sample(range(len(docs)), subset))
+        docs = [docs[i] for i in keep]
+    return docs[:limit] if limit else docs
+
+
+def grid_manifest(cfg: GridConfig, dataset: Any, n_docs: int) -> dict[str, Any]:
+    from datetime import datetime, timezone
+
+    from .runner import _redacted_argv, package_versions
+
+    return {
+        "kind": "hint-grid",
+        "config": cfg.measured(),
+        "fingerprint": cfg.fingerprint(),
+        "task": cfg.task,
+        "spec": asdict(cfg.spec),
+        "seed": cfg.spec.seed,
+        "limit": cfg.limit,
+        "n_queries": n_docs,
+        "dataset": {"source": dataset.source, "sha256": dataset.sha256, "n_total": len(dataset.docs)},
+        "slm": {"spec": cfg.slm.spec, "price": cfg.slm.price},
+        "llm": {"spec": cfg.llm.spec, "price": cfg.llm.price},
+        "cost_model": "LLM level k priced as llm_input_tokens * p_in + hint_tokens * p_out (k = 0: free)",
+        "early_stop_note": ("early-stopped grid: levels after the first all-correct one are missing; "
+                            "use it for predictor labels, not fixed-level curves") if cfg.spec.early_stop else "",
+        "versions": package_versions(),
+        "argv": _redacted_argv(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def execute_grid(cfg: GridConfig, *, out: Path | None = None, cache_path: Path | None = None,
+                 use_cache: bool = True, progress: bool = True) -> tuple[Path, GridStats]:
+    from .backends.cache import GenerationCache, default_cache_path
+    from .runner import _record_identities, build_models
+    from .tasks import get_task
+
+    task = get_task(cfg.task)
+    dataset = task.load(Path(cfg.data_dir) if cfg.data_dir else None)
+    docs = select_docs(dataset.docs, cfg.limit, cfg.subset, cfg.spec.seed)
+    store = GridStore(out or cfg.default_dir())
+    manifest = grid_manifest(cfg, dataset, len(docs))
+    store.open(manifest, cfg.fingerprint())
+    cache = GenerationCache(cache_path or default_cache_path()) if use_cache else None
+    models = build_models(cfg.run_config(), cache)
+    try:
+        stats = build_grid(task, docs, models, cfg.spec, store, batch_size=cfg.batch_size,
+                           workers=cfg.workers, progress=progress)
+        _record_identities(RunStore(store.root), manifest, models)  # type: ignore[arg-type]
+    finally:
+        if cache is not None:
+            cache.close()
+        models.small.close()
+        models.large.close()
+    return store.root, stats
+
+
+def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
+    """``shepherd-bench grid``: hook with ``add_grid_parser(sub)`` and ``COMMANDS["grid"] = cmd_grid``."""
+    from .cli import add_data_args, add_model_args
+
+    g = sub.add_parser("grid", help="measure every query on a grid of hint sizes (resumable)")
+    g.add_argument("--task", required=True, help="task name (shepherd-bench list tasks)")
+    g.add_argument("--levels", help="hint fractions of the LLM answer (default 0,0.1,...,1.0)")
+    g.add_argument("--tokens", help="hint sizes in LLM tokens instead, e.g. 0,16,32,64,128")
+    g.add_argument("--samples", type=int, default=1, help="SLM samples per level (greedy when 1)")
+    g.add_argument("--temperature", type=float, default=0.7, help="SLM temperature when --samples > 1")
+    g.add_argument("--early-stop", action="store_true",
+                   help="stop a query at the first level where every sample succeeds (cheap predictor "
+                   "labels; NOT for fixed-level curves)")
+    g.add_argument("--limit", type=int, help="first N queries (after --subset)")
+    g.add_argument("--subset", type=int, help="a seeded random subset of N queries")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", type=Path, help="grid folder (default grids/<task>-...; rerun to resume)")
+    g.add_argument("--batch-size", type=int, default=64, help="queries per chunk (one SLM call per level)")
+    g.add_argument("--workers", type=int, help="sandbox workers (default: cores)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the generation cache")
+    g.add_argument("--cache", type=Path, help="generation cache file (default: user cache dir)")
+    add_model_args(g)
+    add_data_args(g)
+    return g  # type: ignore[no-any-return]
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from .cli import model_config
+
+    for flag in ("limit", "subset"):
+        v = getattr(args, flag)
+        if v is not None and v <= 0:
+            raise GridError(f"--{flag} must be a positive number of queries")
+    levels, kind = parse_levels(args.levels, args.tokens)
+    spec = GridSpec(levels=levels, kind=kind, samples=args.samples, temperature=args.temperature,
+                    early_stop=args.early_stop, seed=args.seed)
+    cfg = GridConfig(task=args.task, slm=model_config(args.slm, args.slm_price, args.slm_opt, "small"),
+                     llm=model_config(args.llm, args.llm_price, args.llm_opt, "large"), spec=spec,
+                     limit=args.limit, subset=args.subset,
+                     data_dir=str(args.data_dir) if args.data_dir else None,
+                     batch_size=args.batch_size, workers=args.workers)
+    root, stats = execute_grid(cfg, out=args.out, cache_path=args.cache, use_cache=not args.no_cache)
+    print(f"grid folder  {root}")
+    print(f"queries      {stats.queries}  levels {', '.join(f'{x:g}' for x in spec.all_levels())} "
+          f"({spec.kind})  samples {spec.samples}{'  early-stop' if spec.early_stop else ''}")
+    print(f"calls        LLM {stats.llm_calls} batched; SLM {stats.slm_calls} batched "
+          f"({stats.slm_requests} prompts); rows written {stats.rows_written}; wall {stats.wall_s:.1f}s")
+    if stats.llm_errors:
+        print(f"LLM errors   {len(stats.llm_errors)} queries skipped (rerun to retry): {stats.llm_errors[:3]}")
+    print(f"next         shepherd-bench replay --grid {root}")
+    return 0

@@ -1,0 +1,198 @@
+"""Labels from a grid, honest evaluation (k-fold by query, transfer across tasks) and threshold sweeps.
+
+Labels: ``n*`` = hint tokens of the oracle's choice (the smallest successful level; the full answer's
+length when only it succeeds); queries no level solves get ``n* = 0`` (no hint helps, so paying for one
+is waste). A predicted ``k`` is replayed at the smallest grid level with at least ``k`` tokens.
+Reactive models pay for their SLM samples: the level-0 samples' SLM tokens are added to every query.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .features import REACTIVE_NAMES, reactive_table
+from .model import FULL, HintPredictor, TrainOptions, decisions, train
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ..replay import Curve, Pricing
+
+
+@dataclass
+class GridData:
+    """What a predictor learns from: per query (sorted ids) text, label, LLM length, reactive features."""
+
+    query_ids: list[str]
+    texts: list[str]
+    n_star: list[int]
+    llm_len: list[int]
+    reactive: np.ndarray | None
+    slm_sample_tokens: np.ndarray | None
+    rows: pd.DataFrame  # the grid rows
+    lt: pd.DataFrame  # the level table
+
+
+def grid_labels(lt: pd.DataFrame) -> pd.DataFrame:
+    from ..replay import oracle_rows
+
+    o = oracle_rows(lt).set_index("query_id")
+    solved = o["acc"] >= 0.5
+    n_star = o["hint_tokens"].where(solved, 0).astype(int)
+    llm_len = lt.groupby("query_id")["llm_output_tokens"].first()
+    return n_star.to_frame("n_star").assign(llm_len=llm_len, solved=solved)
+
+
+def load_grid_data(grid: Path, pricing: Pricing | None = None) -> GridData:
+    from ..grid import load_grid, load_llm_answers
+    from ..prices import Price
+    from ..replay import Pricing, level_table
+
+    rows = load_grid(grid)
+    free = Price("free", 0.0, 0.0, 0.0)
+    lt = level_table(rows, pricing or Pricing(free, free))
+    return grid_data(rows, lt, load_llm_answers(grid))
+
+
+def grid_data(rows: pd.DataFrame, lt: pd.DataFrame, llm: dict[str, dict[str, Any]]) -> GridData:
+    lab = grid_labels(lt)
+    ids = list(lab.index)
+    texts = [str(llm.get(q, {}).get("prompt", "")) for q in ids]
+    react = reactive_table(rows).reindex(ids)
+    has = react["n_samples"].notna().all() and int(react["n_samples"].min()) >= 2
+    return GridData(ids, texts, [int(x) for x in lab["n_star"]], [int(x) for x in lab["llm_len"]],
+                    react[list(REACTIVE_NAMES)].to_numpy(float) if has else None,
+                    react["slm_sample_tokens"].to_numpy(float) if has else None, rows, lt)
+
+
+def fit(data: GridData, options: TrainOptions, idx: Any = None) -> HintPredictor:
+    import numpy as np
+
+    i = np.arange(len(data.texts)) if idx is None else np.asarray(idx)
+    react = None
+    if options.reactive:
+        if data.reactive is None:
+            raise ValueError("reactive features need >= 2 SLM samples at level 0 (grid --samples 3)")
+        react = data.reactive[i]
+    return train([data.texts[j] for j in i], [data.n_star[j] for j in i], [data.llm_len[j] for j in i],
+                 options, react)
+
+
+def predict(model: HintPredictor, data: GridData, idx: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
+    i = np.arange(len(data.texts)) if idx is None else np.asarray(idx)
+    react = data.reactive[i] if model.reactive and data.reactive is not None else None
+    x = model.features([data.texts[j] for j in i], react)
+    return model.p_need(x), model.n_hat(x)
+
+
+def cross_validate(data: GridData, options: TrainOptions, folds: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Out-of-fold p(need) and n-hat per query: each query predicted by a model that never saw it."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.model_selection import KFold
+
+    n = len(data.texts)
+    p, k = np.zeros(n), np.zeros(n)
+    for tr, te in KFold(n_splits=min(folds, n), shuffle=True, random_state=seed).split(np.arange(n)):
+        model = fit(data, options, tr)
+        p[te], k[te] = predict(model, data, te)
+    full_above = options.full_fraction * float(np.median(data.llm_len))
+    return pd.DataFrame({"p_need": p, "n_hat": k, "n_star": data.n_star, "full_above": full_above},
+                        index=pd.Index(data.query_ids, name="query_id"))
+
+
+def sweep(name: str, preds: pd.DataFrame, data: GridData, pricing: Pricing, reactive: bool,
+          points: int = 21) -> Curve:
+    """Threshold on p(need) swept from 'never hint' to 'always hint' into a curve."""
+    import numpy as np
+    import pandas as pd
+
+    from ..replay import Curve, level_table, result, token_rows
+
+    lt = level_table(data.rows, pricing)
+    taus = [1.01, *np.unique(np.quantile(preds["p_need"], np.linspace(1, 0, points))).tolist()[::-1], 0.0]
+    curve = Curve(name)
+    for tau in taus:
+        k = decisions(preds["p_need"].to_numpy(), preds["n_hat"].to_numpy(), tau,
+                      float(preds["full_above"].iloc[0]))
+        out = token_rows(lt, pd.Series(k, index=preds.index))
+        if reactive and data.slm_sample_tokens is not None:
+            out = _add_sample_cost(out, data, pricing)
+        curve.points.append(result(f"{name}@{tau:.3g}", out))
+        curve.labels.append(f"p>={tau:.3g}")
+    return curve
+
+
+def _add_sample_cost(out: pd.DataFrame, data: GridData, pricing: Pricing) -> pd.DataFrame:
+    """Reactive: the level-0 samples were paid first (a hint-0 answer is one of them)."""
+    import numpy as np
+
+    r = reactive_table(data.rows).reindex(out["query_id"])
+    lt0 = data.lt[data.lt["level"] == 0].set_index("query_id").reindex(out["query_id"])
+    per = lt0["slm_cost"].to_numpy() / np.maximum(lt0["slm_tokens"].to_numpy(), 1.0)  # avg price per token
+    extra_tok = r["slm_sample_tokens"].to_numpy(float)
+    own = np.where(out["hint_tokens"].to_numpy() == 0, out["slm_tokens"].to_numpy(), 0.0)
+    out = out.copy()
+    out["slm_tokens"] = out["slm_tokens"] + extra_tok - own
+    out["slm_cost"] = out["slm_cost"] + (extra_tok - own) * per
+    out["cost"] = out["llm_cost"] + out["slm_cost"]
+    return out
+
+
+def predicted_curve(path: Path, rows: pd.DataFrame, lt: pd.DataFrame, grid: Path, pricing: Pricing) -> Curve:
+    """``replay --policy predicted:PATH``: a saved model applied to a grid, threshold swept."""
+    import pandas as pd
+
+    from ..grid import load_llm_answers
+
+    model = HintPredictor.load(path)
+    data = grid_data(rows, lt, load_llm_answers(grid))
+    p, k = predict(model, data)
+    preds = pd.DataFrame({"p_need": p, "n_hat": k, "full_above": model.full_above},
+                         index=pd.Index(data.query_ids, name="query_id"))
+    curve = sweep(f"predicted:{Path(path).name}", preds, data, pricing, model.reactive)
+    if model.meta.get("train_hash") == _data_hash(data):
+        curve.name += " (IN-SAMPLE: trained on this grid; use `predictor cv`)"
+    return curve
+
+
+def _data_hash(data: GridData) -> str:
+    from .model import data_hash
+
+    return data_hash(data.texts, data.n_star)
+
+
+def transfer(train_grid: Path, test_grid: Path, options: TrainOptions, pricing: Pricing) -> Curve:
+    """The paper's transfer setting: fit on one task's grid, sweep on another's."""
+    import pandas as pd
+
+    src, dst = load_grid_data(train_grid, pricing), load_grid_data(test_grid, pricing)
+    model = fit(src, options)
+    p, k = predict(model, dst)
+    preds = pd.DataFrame({"p_need": p, "n_hat": k, "full_above": model.full_above},
+                         index=pd.Index(dst.query_ids, name="query_id"))
+    return sweep(f"transfer:{Path(train_grid).name}->{Path(test_grid).name}", preds, dst, pricing,
+                 options.reactive)
+
+
+def decision_overhead_ms(model: HintPredictor, texts: list[str], reactive: np.ndarray | None = None,
+                         repeats: int = 3) -> float:
+    """Wall milliseconds per query of featurising + both stages, one query at a time (as live)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i, t in enumerate(texts):
+            r = reactive[i : i + 1] if reactive is not None else None
+            model.decide(model.features([t], r))
+        best = min(best, (time.perf_counter() - t0) * 1000 / max(len(texts), 1))
+    return best
+
+
+__all__ = ["FULL", "GridData", "cross_validate", "decision_overhead_ms", "fit", "grid_data", "grid_labels",
+           "load_grid_data", "predict", "predicted_curve", "sweep", "transfer"]

@@ -1,0 +1,520 @@
+"""Offline replay: evaluate hint policies on a hint grid without another model call.
+
+A grid (``shepherd_bench.grid``) holds, per query and hint level, the graded SLM continuation(s) and the
+token counts of the LLM call that a live run would have made. A policy picks one level per query (or,
+for a cascade, two); its outcome is that level's correctness (the mean over samples) and its cost,
+priced now from the price table:
+
+- LLM: ``llm_input_tokens * p_in + hint_tokens * p_out`` (hint 0 = no LLM call = 0; the full answer's
+  ``hint_tokens`` is its output length). Cached-input discounts are not applied (a grid cannot know them).
+- SLM: ``slm_input_tokens * p_in + slm_output_tokens * p_out`` with the SLM price (free by default).
+
+A level "succeeds" for a query when at least half of its samples are correct (majority vote; with one
+sample: that sample). Policies:
+
+``slm``, ``llm``, ``fixed:F`` (a grid level: a fraction, or a token count on a token grid),
+``tokens:K`` (hint of K tokens, rounded up to the next grid level of each query), ``oracle`` (smallest
+successful hint; no hint when none succeeds), ``oracle-route`` (SLM when it succeeds, else the full LLM
+answer: the router's oracle label), ``oracle-cascade`` (SLM first; the full LLM answer whenever the SLM
+failed, both paid), ``cascade:SCORE`` / ``route:SCORE`` (a confidence score and a threshold swept into
+a curve; see ``SCORES``), ``predicted:PATH`` (the two-stage predictor, threshold swept), ``fixed-curve``
+(every grid level as one curve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from .prices import Price
+
+FULL = -1  # a hint decision meaning "the LLM answers in full"
+
+
+class ReplayError(UserError, ValueError):
+    """A policy cannot be replayed on this grid; the message names the fix."""
+
+
+# --- per query x level table --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pricing:
+    llm: Price
+    slm: Price
+
+
+def level_table(df: pd.DataFrame, pricing: Pricing) -> pd.DataFrame:
+    """One row per (query, level): mean correctness over samples (errors = wrong), success, costs."""
+    d = df.copy()
+    d["correct"] = d["correct"].fillna(0.0).astype(float)
+    agg = d.groupby(["query_id", "level"], sort=True).agg(
+        acc=("correct", "mean"), n_samples=("correct", "size"), hint_tokens=("hint_tokens", "first"),
+        full=("full", "first"), llm_input_tokens=("llm_input_tokens", "first"),
+        llm_output_tokens=("llm_output_tokens", "first"), slm_input_tokens=("slm_input_tokens", "mean"),
+        slm_output_tokens=("slm_output_tokens", "mean"),
+    ).reset_index()
+    agg["full"] = agg["full"].astype(bool)
+    agg["success"] = agg["acc"] >= 0.5
+    called = (agg["hint_tokens"] > 0) | agg["full"]
+    agg["llm_cost"] = called * (agg["llm_input_tokens"] * pricing.llm.input
+                                + agg["hint_tokens"] * pricing.llm.output) / 1e6
+    agg["slm_cost"] = (agg["slm_input_tokens"] * pricing.slm.input
+                       + agg["slm_output_tokens"] * pricing.slm.output) / 1e6
+    agg["cost"] = agg["llm_cost"] + agg["slm_cost"]
+    agg["llm_tokens"] = called * (agg["llm_input_tokens"] + agg["hint_tokens"])
+    agg["slm_tokens"] = agg["slm_input_tokens"] + agg["slm_output_tokens"]
+    return agg
+
+
+OUTCOME_COLS = ["query_id", "level", "hint_tokens", "full", "acc", "cost", "llm_cost", "slm_cost",
+                "llm_tokens", "slm_tokens"]
+
+
+def _one_per_query(rows: pd.DataFrame, queries: pd.Index, what: str) -> pd.DataFrame:
+    out = rows.drop_duplicates("query_id").set_index("query_id").reindex(queries)
+    missing = out["acc"].isna()
+    if missing.any():
+        raise ReplayError(f"{what}: {int(missing.sum())} queries have no such row in the grid "
+                          f"(e.g. {list(out.index[missing])[:3]}); an early-stopped grid only supports oracle "
+                          f"policies; rebuild without --early-stop for fixed levels")
+    return out.reset_index()[OUTCOME_COLS]
+
+
+def queries_of(lt: pd.DataFrame) -> pd.Index:
+    import pandas as pd
+
+    return pd.Index(sorted(lt["query_id"].unique()), name="query_id")
+
+
+def slm_rows(lt: pd.DataFrame) -> pd.DataFrame:
+    return _one_per_query(lt[(lt["level"] == 0) & ~lt["full"]], queries_of(lt), "slm (level 0)")
+
+
+def llm_rows(lt: pd.DataFrame) -> pd.DataFrame:
+    return _one_per_query(lt[lt["full"]].sort_values("level"), queries_of(lt), "llm (the full LLM answer)")
+
+
+def fixed_rows(lt: pd.DataFrame, level: float) -> pd.DataFrame:
+    levels = sorted(lt["level"].unique())
+    if not any(math.isclose(level, x) for x in levels):
+        shown = ", ".join(f"{x:g}" for x in levels[:20])
+        raise ReplayError(f"level {level:g} is not on this grid (levels: {shown}); use tokens:K to round up")
+    return _one_per_query(lt[(lt["level"] - level).abs() < 1e-9], queries_of(lt), f"fixed:{level:g}")
+
+
+def token_rows(lt: pd.DataFrame, hints: pd.Series) -> pd.DataFrame:
+    """Per query the smallest grid level whose hint has at least the query's decided tokens
+    (``hints``: query_id -> tokens, or FULL); past the longest level, the full answer."""
+    t = lt.join(hints.rename("want"), on="query_id")
+    t = t[t["want"].notna()]
+    ok = t["full"] | ((t["want"] != FULL) & (t["hint_tokens"] >= t["want"]))
+    chosen = t[ok].sort_values(["query_id", "hint_tokens", "full", "level"])
+    return _one_per_query(chosen, pd_index(hints), "tokens")
+
+
+def pd_index(hints: pd.Series) -> pd.Index:
+    import pandas as pd
+
+    return pd.Index(sorted(hints.index), name="query_id")
+
+
+# --- oracle policies ----------------------------------------------------------------------------------
+
+def oracle_rows(lt: pd.DataFrame) -> pd.DataFrame:
+    """Smallest successful hint per query (ties: the cheaper row); no hint where nothing succeeds."""
+    good = lt[lt["success"]].sort_values(["query_id", "hint_tokens", "cost"])
+    best = good.drop_duplicates("query_id")
+    rest = slm_rows(lt)
+    rest = rest[~rest["query_id"].isin(best["query_id"])]
+    import pandas as pd
+
+    return pd.concat([best[OUTCOME_COLS], rest]).sort_values("query_id").reset_index(drop=True)
+
+
+def oracle_route_rows(lt: pd.DataFrame) -> pd.DataFrame:
+    s, f = slm_rows(lt), llm_rows(lt)
+    import pandas as pd
+
+    slm_ok = (s["acc"] >= 0.5).to_numpy()
+    return pd.concat([s[slm_ok], f[~slm_ok]]).sort_values("query_id").reset_index(drop=True)
+
+
+def cascade_rows(lt: pd.DataFrame, escalate: pd.Series) -> pd.DataFrame:
+    """SLM first; where ``escalate`` (per query, aligned with sorted ids) the full LLM answer too.
+    The SLM is paid always, the LLM where escalated; correctness is the LLM's where escalated."""
+    s, f = slm_rows(lt), llm_rows(lt)
+    e = escalate.reindex(s["query_id"]).fillna(False).to_numpy(dtype=bool)
+    out = s.copy()
+    for col in ("level", "hint_tokens", "full", "acc", "llm_cost", "llm_tokens"):
+        out[col] = s[col].where(~e, f[col])
+    out["slm_cost"], out["slm_tokens"] = s["slm_cost"], s["slm_tokens"]
+    out["cost"] = out["llm_cost"] + out["slm_cost"]
+    return out
+
+
+def oracle_cascade_rows(lt: pd.DataFrame) -> pd.DataFrame:
+    s = slm_rows(lt)
+    return cascade_rows(lt, (s["acc"] < 0.5).set_axis(s["query_id"]))
+
+
+# --- scores for routers and cascades ------------------------------------------------------------------
+
+ScoreFn = Callable[["pd.DataFrame"], "pd.Series"]
+"""A confidence score per query from what a live strategy may see (SLM samples at level 0, the prompt);
+higher = more confident in the SLM. Cascades escalate where score < threshold; routers send to the LLM
+where score < threshold. The extension point for the baselines' score functions: ``SCORES[name] = fn``
+(``fn(grid_rows) -> Series indexed by query_id``)."""
+
+
+def _level0(df: pd.DataFrame) -> pd.DataFrame:
+    return df[(df["level"] == 0) & ~df["full"].astype(bool)]
+
+
+def score_logprob(df: pd.DataFrame) -> pd.Series:
+    z = _level0(df)
+    if z["slm_mean_logprob"].isna().all():
+        raise ReplayError("score 'logprob' needs SLM log-probabilities at level 0 (grids built by this "
+                          "version ask for them)")
+    return z.groupby("query_id")["slm_mean_logprob"].mean()
+
+
+def score_agreement(df: pd.DataFrame) -> pd.Series:
+    z = _level0(df)
+    if z.groupby("query_id").size().max() < 2:
+        raise ReplayError("score 'agreement' needs >= 2 SLM samples per query (grid --samples 3)")
+    key = z["extracted"].fillna(z["text"].str.strip())
+    return z.assign(key=key).groupby("query_id")["key"].agg(lambda s: s.value_counts().iloc[0] / len(s))
+
+
+def score_short(df: pd.DataFrame) -> pd.Series:
+    """Shorter SLM answers = more confident (a weak, cheap baseline)."""
+    return -_level0(df).groupby("query_id")["slm_output_tokens"].mean()
+
+
+SCORES: dict[str, ScoreFn] = {"logprob": score_logprob, "agreement": score_agreement, "short": score_short}
+
+
+def thresholds(score: pd.Series, points: int = 21) -> list[float]:
+    import numpy as np
+
+    qs = np.unique(np.quantile(score.to_numpy(dtype=float), np.linspace(0, 1, points)))
+    return [-math.inf, *[float(x) for x in qs], math.inf]
+
+
+# --- policy results -----------------------------------------------------------------------------------
+
+@dataclass
+class PolicyResult:
+    name: str
+    outcome: pd.DataFrame  # one row per query (OUTCOME_COLS)
+    note: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        o = self.outcome
+        return {
+            "policy": self.name, "n": len(o), "accuracy": float(o["acc"].mean()),
+            "cost_per_query": float(o["cost"].mean()), "llm_tokens_per_query": float(o["llm_tokens"].mean()),
+            "slm_tokens_per_query": float(o["slm_tokens"].mean()),
+            "llm_share": float(((o["hint_tokens"] > 0) | o["full"]).mean()), "note": self.note,
+        }
+
+
+@dataclass
+class Curve:
+    name: str
+    points: list[PolicyResult] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
+        correct = np.column_stack([p.outcome["acc"].to_numpy(dtype=float) for p in self.points])
+        cost = np.column_stack([p.outcome["cost"].to_numpy(dtype=float) for p in self.points])
+        return correct, cost
+
+
+def result(name: str, outcome: pd.DataFrame, note: str = "") -> PolicyResult:
+    return PolicyResult(name, outcome.reset_index(drop=True), note)
+
+
+def score_curve(kind: str, name: str, df: pd.DataFrame, lt: pd.DataFrame) -> Curve:
+    """A cascade (SLM first, escalate below the threshold) or router (LLM below the threshold, SLM
+    never run) swept over the thresholds of a score."""
+    if name not in SCORES:
+        raise ReplayError(f"unknown score '{name}' for {kind}; known: {', '.join(sorted(SCORES))}")
+    score = SCORES[name](df).reindex(queries_of(lt))
+    curve = Curve(f"{kind}:{name}")
+    for t in thresholds(score.fillna(score.min())):
+        low = score.fillna(-math.inf) < t
+        if kind == "cascade":
+            out = cascade_rows(lt, low)
+        else:
+            hints = low.map({True: FULL, False: 0})
+            out = token_rows(lt, hints)
+        curve.points.append(result(f"{kind}:{name}@{t:.4g}", out))
+        curve.labels.append(f"{t:.4g}")
+    return curve
+
+
+def fixed_curve(lt: pd.DataFrame) -> Curve:
+    curve = Curve("fixed-curve")
+    for level in sorted(lt.loc[~lt["full"] | (lt["level"] == 1.0), "level"].unique()):
+        try:
+            curve.points.append(result(f"fixed:{level:g}", fixed_rows(lt, float(level))))
+            curve.labels.append(f"{level:g}")
+        except ReplayError:
+            continue  # a token level some queries do not reach
+    return curve
+
+
+def single_policy(spec: str, df: pd.DataFrame, lt: pd.DataFrame) -> PolicyResult:
+    name, _, arg = spec.partition(":")
+    if spec == "slm":
+        return result(spec, slm_rows(lt))
+    if spec == "llm":
+        return result(spec, llm_rows(lt))
+    if spec == "oracle":
+        return result(spec, oracle_rows(lt), "smallest successful hint per query")
+    if spec == "oracle-route":
+        return result(spec, oracle_route_rows(lt), "LLM exactly where the SLM fails; SLM not run there")
+    if spec == "oracle-cascade":
+        return result(spec, oracle_cascade_rows(lt), "SLM always; full LLM where the SLM failed")
+    if name == "fixed":
+        return result(spec, fixed_rows(lt, _number(arg, spec)))
+    if name == "tokens":
+        import pandas as pd
+
+        k = int(_number(arg, spec))
+        q = queries_of(lt)
+        return result(spec, token_rows(lt, pd.Series(k, index=q)), "rounded up to each query's next level")
+    raise ReplayError(f"unknown policy {spec!r}; use slm, llm, oracle, oracle-route, oracle-cascade, fixed:F, "
+                      f"tokens:K, fixed-curve, cascade:SCORE, route:SCORE or predicted:PATH")
+
+
+def _number(arg: str, spec: str) -> float:
+    try:
+        return float(arg)
+    except ValueError:
+        raise ReplayError(f"policy {spec!r} needs a number after ':' (e.g. fixed:0.2, tokens:32)") from None
+
+
+def curve_policy(spec: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path, pricing: Pricing) -> Curve | None:
+    name, _, arg = spec.partition(":")
+    if spec == "fixed-curve":
+        return fixed_curve(lt)
+    if name in ("cascade", "route"):
+        return score_curve(name, arg, df, lt)
+    if name == "predicted":
+        from .predictor.evaluate import predicted_curve
+
+        return predicted_curve(Path(arg), df, lt, grid, pricing)
+    return None
+
+
+# --- the report ---------------------------------------------------------------------------------------
+
+DEFAULT_POLICIES = ("slm", "llm", "oracle", "oracle-cascade", "oracle-route", "fixed-curve")
+
+
+@dataclass
+class Replay:
+    grid: Path
+    manifest: dict[str, Any]
+    pricing: Pricing
+    df: pd.DataFrame
+    lt: pd.DataFrame
+    singles: list[PolicyResult] = field(default_factory=list)
+    curves: list[Curve] = field(default_factory=list)
+
+
+def open_replay(grid: Path, prices_path: Path | None = None, llm_price: str | None = None,
+                slm_price: str | None = None) -> Replay:
+    from .grid import load_grid, load_manifest
+    from .prices import load_prices
+
+    manifest = load_manifest(grid)
+    table = load_prices(prices_path)
+    llm = llm_price or manifest.get("llm", {}).get("price") or "embedded-llm"
+    slm = slm_price or manifest.get("slm", {}).get("price") or "embedded-slm"
+    pricing = Pricing(table.get(llm), table.get(slm))
+    df = load_grid(grid)
+    if df.empty:
+        raise ReplayError(f"grid {grid} has no rows yet")
+    return Replay(Path(grid), manifest, pricing, df, level_table(df, pricing))
+
+
+def run_policies(rp: Replay, policies: list[str]) -> Replay:
+    early = bool(rp.manifest.get("spec", {}).get("early_stop"))
+    for spec in policies:
+        if early and not spec.startswith(("oracle", "predicted")) and spec not in ("slm", "llm"):
+            raise ReplayError(f"{rp.grid} was built with --early-stop: later levels are missing, so "
+                              f"{spec!r} cannot be replayed (only slm, llm and oracle policies)")
+        curve = curve_policy(spec, rp.df, rp.lt, rp.grid, rp.pricing)
+        if curve is not None:
+            rp.curves.append(curve)
+        else:
+            rp.singles.append(single_policy(spec, rp.df, rp.lt))
+    return rp
+
+
+def hint_distribution(lt: pd.DataFrame) -> dict[str, Any]:
+    """Oracle hint sizes: share of queries needing no hint, needing some, solved only by the full
+    answer, never solved; and quartiles of n* (tokens and fraction of the LLM answer) among hinted."""
+    o = oracle_rows(lt)
+    solved = o["acc"] >= 0.5
+    none = solved & (o["hint_tokens"] == 0) & ~o["full"]
+    full = solved & o["full"]
+    some = solved & ~none & ~full
+    hinted = o[some]
+    frac = hinted["hint_tokens"] / lt.groupby("query_id")["llm_output_tokens"].first().reindex(hinted["query_id"]).to_numpy()
+    n = len(o)
+    return {
+        "n": n, "no_hint": float(none.mean()), "partial_hint": float(some.mean()), "full_answer": float(full.mean()),
+        "unsolved": float((~solved).mean()),
+        "no_hint_among_solved": float(none.sum() / max(int(solved.sum()), 1)),
+        "hint_tokens_quartiles": [float(x) for x in hinted["hint_tokens"].quantile([0.25, 0.5, 0.75])] if len(hinted) else [],
+        "hint_fraction_quartiles": [float(x) for x in frac.quantile([0.25, 0.5, 0.75])] if len(hinted) else [],
+    }
+
+
+def claim_rows(rp: Replay) -> list[dict[str, Any]]:
+    """The paper's claim: oracle shepherding <= oracle cascading <= oracle routing in cost."""
+    pols = {p.name: p.summary() for p in rp.singles}
+    for name in ("oracle", "oracle-cascade", "oracle-route"):
+        if name not in pols:
+            pols[name] = single_policy(name, rp.df, rp.lt).summary()
+    return [pols["oracle"], pols["oracle-cascade"], pols["oracle-route"]]
+
+
+def matched_rows(rp: Replay, target: str, B: int, seed: int) -> list[dict[str, Any]]:
+    """Cost at matched accuracy (vs LLM-only) for every curve, with its paired bootstrap interval."""
+    try:
+        from .analysis.matched import Target, matched_cost
+    except ImportError:  # pragma: no cover - analysis module absent
+        return []
+    llm = llm_rows(rp.lt)
+    slm = slm_rows(rp.lt)
+    out = []
+    for c in rp.curves:
+        if not c.points:
+            continue
+        correct, cost = c.arrays()
+        m = matched_cost(correct, cost, llm["acc"].to_numpy(float), llm["cost"].to_numpy(float),
+                         Target.parse(target), slm_correct=slm["acc"].to_numpy(float), B=B, seed=seed)
+        out.append({"curve": c.name, "points": len(c.points), **m.to_json()})
+    return out
+
+
+# --- formatting and the command -----------------------------------------------------------------------
+
+def md_table(headers: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if v is None:
+            return "n/a"
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _policy_line(s: dict[str, Any]) -> list[Any]:
+    return [s["policy"], s["accuracy"], 1000 * s["cost_per_query"], s["llm_tokens_per_query"],
+            s["slm_tokens_per_query"], s["llm_share"], s["note"]]
+
+
+POLICY_HEADERS = ["policy", "accuracy", "$ per 1k queries", "LLM tokens/q", "SLM tokens/q", "LLM share", "note"]
+
+
+def render_markdown(rp: Replay, matched: list[dict[str, Any]]) -> str:
+    m = rp.manifest
+    n = rp.lt["query_id"].nunique()
+    out = [f"# Replay of {rp.grid}", "",
+           f"task {m.get('task', '?')}, {n} queries; LLM priced as {rp.pricing.llm.name}, SLM as "
+           f"{rp.pricing.slm.name}; level success = majority of samples correct", ""]
+    if rp.singles:
+        out += ["## Policies", "", md_table(POLICY_HEADERS, [_policy_line(p.summary()) for p in rp.singles]), ""]
+    claim = claim_rows(rp)
+    holds = (claim[0]["cost_per_query"] <= claim[1]["cost_per_query"] + 1e-15,
+             claim[1]["cost_per_query"] <= claim[2]["cost_per_query"] + 1e-15)
+    out += ["## Oracle bounds (claim: shepherding <= cascading <= routing in cost)", "",
+            md_table(POLICY_HEADERS, [_policy_line(s) for s in claim]), "",
+            f"shepherding <= cascading: {'holds' if holds[0] else 'DOES NOT hold'}; "
+            f"cascading <= routing: {'holds' if holds[1] else 'DOES NOT hold'} "
+            f"(accuracies {claim[0]['accuracy']:.4f} / {claim[1]['accuracy']:.4f} / {claim[2]['accuracy']:.4f})", ""]
+    h = hint_distribution(rp.lt)
+    out += ["## Oracle hint sizes", "", md_table(
+        ["no hint", "partial hint", "full answer", "unsolved", "no hint among solved", "n* tokens q25/q50/q75",
+         "n* fraction q25/q50/q75"],
+        [[h["no_hint"], h["partial_hint"], h["full_answer"], h["unsolved"], h["no_hint_among_solved"],
+          "/".join(f"{x:g}" for x in h["hint_tokens_quartiles"]),
+          "/".join(f"{x:.2f}" for x in h["hint_fraction_quartiles"])]]), ""]
+    for c in rp.curves:
+        rows = [[lab, *_policy_line(p.summary())[1:6]] for lab, p in zip(c.labels, c.points, strict=True)]
+        out += [f"## Curve {c.name}", "", md_table(["point", *POLICY_HEADERS[1:6]], rows), ""]
+    if matched:
+        out += ["## Cost at matched accuracy (paired bootstrap)", "", md_table(
+            ["curve", "target", "target acc", "$ per 1k q", "95% CI", "reduction vs LLM", "not reached"],
+            [[r["curve"], r["target"], r["target_accuracy"], _k(r["cost"]),
+              f"{_k(r['low'])}..{_k(r['high'])}", r["reduction"], r["not_reached_fraction"]] for r in matched]), ""]
+    return "\n".join(out)
+
+
+def _k(x: float | None) -> str:
+    return "not reached" if x is None else f"{1000 * x:.4g}"
+
+
+def replay_json(rp: Replay, matched: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "grid": str(rp.grid), "task": rp.manifest.get("task"),
+        "prices": {"llm": rp.pricing.llm.name, "slm": rp.pricing.slm.name},
+        "policies": [p.summary() for p in rp.singles],
+        "oracle_claim": claim_rows(rp), "hint_distribution": hint_distribution(rp.lt),
+        "curves": {c.name: [p.summary() for p in c.points] for c in rp.curves}, "matched": matched,
+    }
+
+
+def add_replay_parser(sub: Any) -> Any:
+    """``shepherd-bench replay``: hook with ``add_replay_parser(sub)`` and ``COMMANDS["replay"] = cmd_replay``."""
+    p = sub.add_parser("replay", help="evaluate hint policies offline on a hint grid (no model calls)")
+    p.add_argument("--grid", type=Path, required=True, help="grid folder built by `shepherd-bench grid`")
+    p.add_argument("--policy", action="append", metavar="POLICY",
+                   help="slm | llm | oracle | oracle-route | oracle-cascade | fixed:F | tokens:K | fixed-curve | "
+                   "cascade:SCORE | route:SCORE | predicted:PATH (repeatable; default: the oracle set and fixed-curve)")
+    p.add_argument("--format", choices=["md", "json"], default="md")
+    p.add_argument("--prices", type=Path, help="price table JSON (default: leaderboard/prices.json)")
+    p.add_argument("--llm-price", help="price-table name for LLM tokens (default: the grid's)")
+    p.add_argument("--slm-price", help="price-table name for SLM tokens (default: the grid's)")
+    p.add_argument("--target", default="llm", help="matched-accuracy target: llm, 0.95 (of LLM-only), gap:0.8")
+    p.add_argument("--resamples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="also write the report here")
+    return p
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import json
+
+    rp = open_replay(args.grid, args.prices, args.llm_price, args.slm_price)
+    run_policies(rp, list(args.policy or DEFAULT_POLICIES))
+    matched = matched_rows(rp, args.target, args.resamples, args.seed)
+    if args.format == "json":
+        text = json.dumps(replay_json(rp, matched), indent=2, sort_keys=True, default=str)
+    else:
+        text = render_markdown(rp, matched)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0

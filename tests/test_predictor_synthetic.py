@@ -1,0 +1,138 @@
+"""The two-stage predictor on a synthetic grid with a known answer: a hint is needed iff the query
+contains the marker word, and then n* grows with the query's length."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shepherd_bench.predictor import load_policy
+from shepherd_bench.predictor.evaluate import (
+    cross_validate,
+    decision_overhead_ms,
+    fit,
+    load_grid_data,
+    predict,
+    sweep,
+)
+from shepherd_bench.predictor.model import FULL, HintPredictor, TrainOptions
+from shepherd_bench.prices import Price
+from shepherd_bench.replay import Pricing, open_replay, run_policies
+from shepherd_bench.strategies.base import Query
+from shepherd_bench.tasks.base import chat
+
+WORDS = ["apple", "river", "stone", "cloud", "seven", "table", "green", "music", "paper", "light", "north", "quiet"]
+LEVELS = (0, 4, 8, 16, 32, 64)
+N_FULL = 80
+PRICING = Pricing(Price("llm", 1.0, 1.0, 4.0), Price("free", 0.0, 0.0, 0.0))
+
+
+def make_query(rng: random.Random, marker: bool) -> tuple[str, int]:
+    n = rng.randint(3, 28)
+    words = [rng.choice(WORDS) for _ in range(n)]
+    if marker:
+        words.insert(rng.randrange(n), "zebra")
+    need = 2 * n if marker else 0  # tokens of hint needed
+    return " ".join(words), need
+
+
+def write_synthetic_grid(root: Path, n: int = 160, seed: int = 0) -> dict[str, int]:
+    rng = random.Random(seed)
+    root.mkdir(parents=True)
+    need: dict[str, int] = {}
+    llm, rows = [], []
+    for i in range(n):
+        text, k = make_query(rng, marker=rng.random() < 0.3)  # positives are the minority
+        qid = f"s/{i}"
+        need[qid] = k
+        llm.append({"query_id": qid, "prompt": text, "text": "x", "tokens": ["x"] * N_FULL,
+                    "input_tokens": 50, "output_tokens": N_FULL})
+        for level in (*LEVELS, N_FULL):
+            full = level == N_FULL
+            for s in range(3 if level == 0 else 1):
+                ok = full or level >= k
+                rows.append({"query_id": qid, "level": float(level), "hint_tokens": level, "full": full,
+                             "sample": s, "correct": ok, "status": "pass" if ok else "fail",
+                             "extracted": "1" if ok else str(s), "text": "a", "llm_input_tokens": 50,
+                             "llm_output_tokens": N_FULL, "slm_input_tokens": 0 if full else 40,
+                             "slm_output_tokens": 0 if full else (10 if ok else 30),
+                             "slm_mean_logprob": -0.1 if ok else -1.0})
+    (root / "llm.jsonl").write_text("".join(json.dumps(r) + "\n" for r in llm))
+    (root / "grid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "manifest.json").write_text(json.dumps({"task": "synthetic", "spec": {"kind": "tokens"}}))
+    return need
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    root = tmp_path_factory.mktemp("syn") / "grid"
+    return root, write_synthetic_grid(root)
+
+
+def test_labels_follow_the_oracle(grid: tuple[Path, dict[str, int]]) -> None:
+    root, need = grid
+    data = load_grid_data(root, PRICING)
+    expect = {q: min(x for x in LEVELS if x >= k) if k <= max(LEVELS) else N_FULL for q, k in need.items()}
+    assert dict(zip(data.query_ids, data.n_star, strict=True)) == expect
+    assert data.reactive is not None and data.reactive.shape == (len(need), 5)
+
+
+def test_kfold_recovers_marker_and_length(grid: tuple[Path, dict[str, int]]) -> None:
+    root, need = grid
+    data = load_grid_data(root, PRICING)
+    oof = cross_validate(data, TrainOptions(featurizer="hashed-tfidf"), folds=5)
+    truth = np.array([need[q] > 0 for q in oof.index])
+    assert ((oof["p_need"] >= 0.5).to_numpy() == truth).mean() >= 0.95
+    pos = oof[truth]
+    corr = np.corrcoef(np.log1p(pos["n_hat"]), np.log1p(pos["n_star"]))[0, 1]
+    assert corr >= 0.8
+    curve = sweep("cv", oof, data, PRICING, reactive=False)
+    accs = [p.summary()["accuracy"] for p in curve.points]
+    assert accs[0] == pytest.approx(np.mean(truth == 0)) and accs[-1] >= 0.95
+    # some threshold nearly matches the oracle's accuracy at well under LLM-only cost
+    llm_cost = (50 * 1.0 + N_FULL * 4.0) / 1e6
+    assert any(p.summary()["accuracy"] >= 0.95 and p.summary()["cost_per_query"] < 0.5 * llm_cost
+               for p in curve.points)
+
+
+def test_save_load_policy_and_replay(grid: tuple[Path, dict[str, int]], tmp_path: Path) -> None:
+    root, need = grid
+    data = load_grid_data(root, PRICING)
+    model = fit(data, TrainOptions(featurizer="hashed-tfidf"))
+    path = model.save(tmp_path / "model")
+    assert not any(p.suffix in (".pkl", ".joblib") for p in path.iterdir())
+    again = HintPredictor.load(path)
+    p1, k1 = predict(model, data)
+    p2, k2 = predict(again, data)
+    assert np.allclose(p1, p2) and np.allclose(k1, k2)
+    assert again.meta["featurizer_used"] == "hashed-tfidf" and len(again.meta["train_hash"]) == 16
+    policy = load_policy(path)
+    q_yes = Query(id="a", messages=chat("s", "zebra " + " ".join(["apple"] * 20)), max_tokens=100)
+    q_no = Query(id="b", messages=chat("s", "apple river stone"), max_tokens=100)
+    k = policy.hint_for(q_yes)
+    assert k == "full" or 20 <= int(k) <= 80
+    assert policy.hint_for(q_no) == 0
+    assert policy.explain(q_no)["hint_source"] == "predictor"
+    rp = run_policies(open_replay(root, llm_price="gpt-4o", slm_price="free"), [f"predicted:{path}"])
+    assert "IN-SAMPLE" in rp.curves[0].name
+    assert decision_overhead_ms(model, data.texts[:10]) < 100
+
+
+def test_reactive_features_and_full_conversion(grid: tuple[Path, dict[str, int]]) -> None:
+    root, need = grid
+    data = load_grid_data(root, PRICING)
+    oof = cross_validate(data, TrainOptions(featurizer="hashed-tfidf", reactive=True), folds=4)
+    truth = np.array([need[q] > 0 for q in oof.index])
+    assert ((oof["p_need"] >= 0.5).to_numpy() == truth).mean() >= 0.95
+    curve = sweep("cv-r", oof, data, PRICING, reactive=True)
+    assert curve.points[0].summary()["slm_tokens_per_query"] > 3 * 40  # three samples paid
+    model = fit(data, TrainOptions(featurizer="hashed-tfidf"))
+    model.full_above = 1.0
+    x = model.features(["zebra apple apple apple"])
+    assert int(model.decide(x)[0]) == FULL
+    assert isinstance(pd.Series(dtype=float), pd.Series)

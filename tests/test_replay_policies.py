@@ -1,0 +1,143 @@
+"""Replay policies on a hand-made grid with known answers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from shepherd_bench.prices import Price
+from shepherd_bench.replay import (
+    FULL,
+    Pricing,
+    ReplayError,
+    cmd_replay,
+    hint_distribution,
+    level_table,
+    open_replay,
+    run_policies,
+    single_policy,
+    token_rows,
+)
+
+PRICING = Pricing(Price("llm", 1.0, 1.0, 2.0), Price("free", 0.0, 0.0, 0.0))
+N, INPUT = 10, 100
+# correctness per level 0 / 0.5 / 1.0 (full LLM answer, hint = 10 tokens)
+TRUTH = {"qA": (1, 1, 1), "qB": (0, 1, 1), "qC": (0, 0, 1), "qD": (0, 0, 0)}
+LOGPROB = {"qA": -0.1, "qB": -0.9, "qC": -1.5, "qD": -2.0}
+
+
+def rows(early_stop: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for q, cs in TRUTH.items():
+        for level, k, c in zip((0.0, 0.5, 1.0), (0, 5, N), cs, strict=True):
+            full = level == 1.0
+            out.append({"query_id": q, "level": level, "hint_tokens": k, "full": full, "sample": 0, "seed": 0,
+                        "correct": bool(c), "status": "pass" if c else "fail", "extracted": None, "text": "x",
+                        "llm_input_tokens": INPUT, "llm_output_tokens": N,
+                        "slm_input_tokens": 0 if full else 50 + k, "slm_output_tokens": 0 if full else 20,
+                        "slm_mean_logprob": LOGPROB[q] if level == 0 else None})
+            if early_stop and c:
+                break
+    return out
+
+
+def write_grid(root: Path, early_stop: bool = False) -> Path:
+    root.mkdir(parents=True)
+    (root / "grid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows(early_stop)))
+    manifest = {"task": "hand", "spec": {"early_stop": early_stop}, "llm": {"price": "gpt-4o"},
+                "slm": {"price": "free"}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+@pytest.fixture()
+def lt() -> pd.DataFrame:
+    return level_table(pd.DataFrame(rows()), PRICING)
+
+
+def cost(k: int, full: bool = False) -> float:
+    return 0.0 if k == 0 and not full else (INPUT * 1.0 + k * 2.0) / 1e6
+
+
+def test_oracle_picks_smallest_successful_level(lt: pd.DataFrame) -> None:
+    o = single_policy("oracle", pd.DataFrame(rows()), lt).outcome.set_index("query_id")
+    assert o["hint_tokens"].to_dict() == {"qA": 0, "qB": 5, "qC": 10, "qD": 0}
+    assert o["acc"].to_dict() == {"qA": 1.0, "qB": 1.0, "qC": 1.0, "qD": 0.0}
+    assert o["cost"].sum() == pytest.approx(cost(5) + cost(N))
+
+
+def test_oracle_cascade_pays_llm_wherever_slm_failed(lt: pd.DataFrame) -> None:
+    r = single_policy("oracle-cascade", pd.DataFrame(rows()), lt)
+    o = r.outcome.set_index("query_id")
+    assert o["acc"].to_dict() == {"qA": 1.0, "qB": 1.0, "qC": 1.0, "qD": 0.0}
+    assert o["cost"].sum() == pytest.approx(3 * cost(N))
+    assert o["slm_tokens"].to_dict() == {q: 70.0 for q in TRUTH}  # the SLM ran on every query
+    route = single_policy("oracle-route", pd.DataFrame(rows()), lt).outcome.set_index("query_id")
+    assert route["cost"].sum() == pytest.approx(3 * cost(N))
+    assert route.loc["qA", "slm_tokens"] == 70 and route.loc["qB", "slm_tokens"] == 0  # never both
+
+
+def test_fixed_fraction_tokens_slm_llm(lt: pd.DataFrame) -> None:
+    df = pd.DataFrame(rows())
+    f = single_policy("fixed:0.5", df, lt).summary()
+    assert f["accuracy"] == 0.5 and f["cost_per_query"] == pytest.approx(cost(5))
+    t = single_policy("tokens:3", df, lt).outcome  # rounded up to the 5-token level
+    assert (t["hint_tokens"] == 5).all()
+    t = single_policy("tokens:7", df, lt).outcome  # past the last partial level: the full answer
+    assert t["full"].all()
+    assert single_policy("slm", df, lt).summary()["accuracy"] == 0.25
+    llm = single_policy("llm", df, lt).summary()
+    assert llm["accuracy"] == 0.75 and llm["cost_per_query"] == pytest.approx(cost(N))
+    with pytest.raises(ReplayError, match="not on this grid"):
+        single_policy("fixed:0.3", df, lt)
+
+
+def test_per_query_token_decisions(lt: pd.DataFrame) -> None:
+    hints = pd.Series({"qA": 0, "qB": 4, "qC": FULL, "qD": 0})
+    o = token_rows(lt, hints).set_index("query_id")
+    assert o["hint_tokens"].to_dict() == {"qA": 0, "qB": 5, "qC": 10, "qD": 0}
+    assert o["acc"].mean() == 0.75
+
+
+def test_hint_distribution(lt: pd.DataFrame) -> None:
+    h = hint_distribution(lt)
+    assert (h["no_hint"], h["partial_hint"], h["full_answer"], h["unsolved"]) == (0.25, 0.25, 0.25, 0.25)
+    assert h["no_hint_among_solved"] == pytest.approx(1 / 3)
+
+
+def test_majority_of_samples_defines_success() -> None:
+    r = rows()
+    extra = [dict(x, sample=s, correct=(s == 1)) for x in r if x["query_id"] == "qA" and x["level"] == 0.0
+             for s in (1, 2)]
+    lt = level_table(pd.DataFrame(r + extra), PRICING)
+    a = lt[(lt.query_id == "qA") & (lt.level == 0.0)].iloc[0]
+    assert a["acc"] == pytest.approx(2 / 3) and bool(a["success"])
+
+
+def test_cascade_curve_endpoints_and_report(tmp_path: Path) -> None:
+    rp = run_policies(open_replay(write_grid(tmp_path / "g")), ["slm", "cascade:logprob", "fixed-curve"])
+    curve = rp.curves[0]
+    first, last = curve.points[0].summary(), curve.points[-1].summary()
+    assert first["accuracy"] == 0.25 and first["llm_share"] == 0.0  # never escalates
+    assert last["accuracy"] == 0.75 and last["llm_share"] == 1.0  # always escalates
+    assert [p.name for p in rp.curves[1].points] == ["fixed:0", "fixed:0.5", "fixed:1"]
+
+
+def test_cli_markdown_and_early_stop_guard(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    g = write_grid(tmp_path / "g")
+    args = argparse.Namespace(grid=g, policy=None, format="md", prices=None, llm_price=None, slm_price=None,
+                              target="llm", resamples=200, seed=0, out=tmp_path / "r.md")
+    assert cmd_replay(args) == 0
+    text = capsys.readouterr().out
+    assert "Oracle bounds" in text and "shepherding <= cascading: holds" in text
+    assert "Cost at matched accuracy" in text
+    e = write_grid(tmp_path / "e", early_stop=True)
+    rp = open_replay(e)
+    assert run_policies(rp, ["oracle"]).singles[0].summary()["accuracy"] == 0.75
+    with pytest.raises(ReplayError, match="early-stop"):
+        run_policies(open_replay(e), ["fixed:0.5"])
