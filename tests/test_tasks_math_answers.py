@@ -162,3 +162,12 @@ def test_score_answer_statuses() -> None:
     assert (bad.correct, bad.status, bad.extracted) == (False, "fail", "17")
     none = score_answer("I do not know.", "18")
     assert (none.correct, none.status, none.extracted) == (False, "no_answer", None)
+
+
+def test_a_copied_format_placeholder_is_not_an_answer() -> None:
+    from shepherd_bench.tasks.math_answers import extract_answer
+
+    text = "so the revenue is \\(11 \\times 2 = 22\\).\n\n#### <number>"
+    assert extract_answer(text) == "22"
+    assert extract_answer("#### <number>", number_fallback=False) is None
+    assert extract_answer("#### 5\n#### <number>") == "5"

@@ -89,7 +89,8 @@ def solve_instances(lm: Any, requests: list[Any]) -> list[str]:
     from ..tasks.lm_eval_hooks import query_for
     from .lm_eval_queries import foreign_query
 
-    queries = [query_for(r.doc) if _is_ours(r.doc) else foreign_query(i, r.args) for i, r in enumerate(requests)]
+    queries = [_our_query(r, query_for(r.doc)) if _is_ours(r.doc) else foreign_query(i, r.args)
+               for i, r in enumerate(requests)]
     out: list[str] = []
     step = lm.cfg.batch_size
     for s in tqdm(range(0, len(queries), step), desc=f"shepherd-bench {lm.cfg.strategy}", unit="batch"):
@@ -97,6 +98,16 @@ def solve_instances(lm: Any, requests: list[Any]) -> list[str]:
             cost = calls_cost(a.calls, lm.large_price, lm.small_price)
             out.append(AttemptText("" if a.error else a.answer, a.calls, cost, a.decision))
     return out
+
+
+def _our_query(request: Any, query: Any) -> Any:
+    """Our task's query, with lm-eval's ``max_gen_toks`` when the user overrode it (``--gen_kwargs``)."""
+    import dataclasses
+
+    gen = request.args[1] if len(request.args) > 1 and isinstance(request.args[1], dict) else {}
+    if "max_gen_toks" in gen and int(gen["max_gen_toks"]) != query.max_tokens:
+        return dataclasses.replace(query, max_tokens=int(gen["max_gen_toks"]))
+    return query
 
 
 def _is_ours(doc: Any) -> bool:
@@ -128,7 +139,8 @@ def run_lm_eval_cli(argv: list[str]) -> int:
     args = list(argv)
     if args and args[0] == "--":
         args = args[1:]
-    if "--include_path" not in args and any(a in args for a in ("--tasks", "-t", "run")) or not args:
+    subcommand = args[0] if args and not args[0].startswith("-") else "run"
+    if subcommand in {"run", "ls", "validate"} and "--include_path" not in args:
         args += ["--include_path", str(task_yaml_dir())]
     setup_logging()
     old = sys.argv

@@ -12,6 +12,7 @@ import re
 from fractions import Fraction
 
 _HASHES = re.compile(r"####\s*([^\n]*)")
+_PLACEHOLDER = re.compile(r"<[^<>\d]*>")
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 _PHRASE = re.compile(
     r"(?:(?:final answer|the answer)\s*(?:is|=|:)|^[\W_]*answer[*\s]*:)[*:\s]*(.+?)(?:\.\s|\.?\s*$|\n)",
@@ -64,10 +65,10 @@ def last_number(text: str) -> str | None:
 
 def extract_answer(text: str, *, number_fallback: bool = True) -> str | None:
     """The final answer in a model's response, as written (not yet normalised); None if none found."""
-    hashes = _HASHES.findall(text)
+    hashes = [h.strip() for h in _HASHES.findall(text)]
+    hashes = [h for h in hashes if h and not _PLACEHOLDER.fullmatch(h)]  # "#### <number>" copied from the prompt
     if hashes:
-        cand = hashes[-1].strip()
-        return cand or None
+        return hashes[-1]
     boxed = last_boxed(text)
     if boxed:
         return boxed
