@@ -10,6 +10,11 @@ if [[ "${1:-}" == "--all" ]]; then
   marker="not vllm_cpu and not gpu"
   shift
 fi
+# The integration tests run the real embedded models: fetch (or find) and verify them first.
+models="qwen2.5-coder-0.5b"
+[[ "$marker" == "not vllm_cpu and not gpu" ]] && models="$models qwen2.5-coder-1.5b"
+python -c "import sys; from shepherd_bench.backends.models import resolve_model
+for m in sys.argv[1:]: print('model', m, resolve_model(m).path)" $models
 python -m ruff check shepherd_bench baselines tests benchmarks scripts
 python -m mypy
 set +e

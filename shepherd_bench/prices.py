@@ -16,6 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from .backends.meter import CallRecord
+from .errors import UserError
+
+
+class PriceError(UserError, KeyError):
+    """No price for a model, or no price table; the message names the fix."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 PACKAGED_TABLE = Path(__file__).resolve().parent.parent / "leaderboard" / "prices.json"
 
@@ -45,8 +53,8 @@ class PriceTable:
         key = self.aliases.get(name, name)
         if key not in self.models:
             known = ", ".join(sorted(self.models))
-            raise KeyError(f"no price for model '{name}' in {self.source} (known: {known}); "
-                           f"add it to the table or pass --price-llm NAME")
+            raise PriceError(f"no price for model '{name}' in {self.source} (known: {known}); "
+                             f"add it to the table or pass --llm-price NAME / --slm-price NAME")
         return self.models[key]
 
     def to_json(self) -> dict[str, Any]:
@@ -56,7 +64,7 @@ class PriceTable:
 def load_prices(path: Path | None = None) -> PriceTable:
     p = path or PACKAGED_TABLE
     if not p.exists():
-        raise FileNotFoundError(f"price table not found at {p}; pass --prices PATH")
+        raise PriceError(f"price table not found at {p}; pass --prices PATH")
     raw = json.loads(p.read_text())
     models = {k: Price(k, float(v["input"]), float(v.get("cached_input", v["input"])), float(v["output"]))
               for k, v in raw["models"].items()}

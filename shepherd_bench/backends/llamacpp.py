@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import ConfigError
 from .base import BackendIdentity, GenRequest, GenResult, Role
 from .models import DEFAULT_MODELS, ResolvedModel, resolve_model
 
@@ -235,6 +236,9 @@ def make(model: str, role: Role, options: dict[str, Any]) -> LlamaCppBackend:
     fields = set(LlamaCppSettings.__dataclass_fields__)
     unknown = set(options) - fields - {"progress"}
     if unknown:
-        raise ValueError(f"unknown llamacpp option(s) {sorted(unknown)}; known: {sorted(fields)}")
-    settings = LlamaCppSettings(**{k: int(v) for k, v in options.items() if k in fields})
+        raise ConfigError(f"unknown llamacpp option(s) {sorted(unknown)}; known: {sorted(fields)}")
+    try:
+        settings = LlamaCppSettings(**{k: int(v) for k, v in options.items() if k in fields})
+    except ValueError:
+        raise ConfigError(f"llamacpp options must be whole numbers, got {options}") from None
     return LlamaCppBackend(model or DEFAULT_MODELS[role], settings, progress=bool(options.get("progress", True)))

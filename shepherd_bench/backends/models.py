@@ -26,11 +26,13 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
+
 CHUNK_FIND_LINKS_ENV = "SHEPHERD_BENCH_CHUNKS_FIND_LINKS"
 _BLOCK = 1 << 20
 
 
-class ModelResolutionError(RuntimeError):
+class ModelResolutionError(UserError, RuntimeError):
     """A model could not be found, fetched or verified; the message names the fix."""
 
 
@@ -117,7 +119,9 @@ def _resolve_path(path: Path, progress: bool) -> ResolvedModel:
         raise ModelResolutionError(f"model file {path} does not exist; check the path or use a known model name")
     pinned = next((m for m in KNOWN_MODELS.values() if m.filename == path.name), None)
     if pinned is not None:
-        verify_file(path, pinned, progress=progress)
+        fix = (f"this is not the official {pinned.filename}: download it again from "
+               f"https://huggingface.co/{pinned.hub_repo}, or rename it if it is a different model")
+        verify_file(path, pinned, progress=progress, fix=fix)
         return ResolvedModel(pinned.name, path.resolve(), pinned.sha256, pinned.size)
     digest = file_sha256(path, progress=progress)
     return ResolvedModel(path.stem, path.resolve(), digest, path.stat().st_size)
@@ -144,19 +148,18 @@ def _resolve_known(model: ModelFile, progress: bool) -> ResolvedModel:
     return ResolvedModel(model.name, dest, model.sha256, model.size)
 
 
-def verify_file(path: Path, model: ModelFile, *, progress: bool = True) -> None:
-    """Refuse a file whose size or sha256 differs from the pinned values."""
+def verify_file(path: Path, model: ModelFile, *, progress: bool = True,
+                fix: str = "delete it and run again to fetch a fresh copy") -> None:
+    """Refuse a file whose size or sha256 differs from the pinned values; the message ends with ``fix``."""
     size = path.stat().st_size
     if size != model.size:
         raise ModelResolutionError(
-            f"{path} has {size:,} bytes, expected {model.size:,} for {model.filename}; "
-            f"delete it and run again to fetch a fresh copy"
+            f"{path} has {size:,} bytes, expected {model.size:,} for {model.filename}; {fix}"
         )
     digest = file_sha256(path, progress=progress)
     if digest != model.sha256:
         raise ModelResolutionError(
-            f"{path} has sha256 {digest}, expected {model.sha256} for {model.filename}; "
-            f"delete it and run again to fetch a fresh copy"
+            f"{path} has sha256 {digest}, expected {model.sha256} for {model.filename}; {fix}"
         )
 
 

@@ -3,9 +3,12 @@
 Async with bounded concurrency (a semaphore), the SDK's own retries with backoff (it honours
 ``retry-after``), a per-request timeout, ``max_completion_tokens`` (falling back to ``max_tokens`` once,
 for the rest of the backend's life, if a server rejects the former; the fallback is noted in
-``notes``). Usage comes from the response; a response without usage or with empty content is an error
-(never graded). Every failure is recorded in ``GenResult.error``; the API key never appears in the
-identity, logs or errors.
+``notes``). Each result is handed to an optional ``on_result(index, result)`` callback as soon as it
+arrives (the cache stores it at once, so a killed run never pays twice for a finished call). Usage
+comes from the response; a response without usage or with empty content is an error
+(never graded, never retried: an empty answer may already be billed). A truncated or malformed body,
+which the SDK does not retry, is retried here on the SDK's schedule, ``max_retries`` times. Every
+failure is recorded in ``GenResult.error``; the API key never appears in the identity, logs or errors.
 
 Continuing an assistant prefix (a hint) depends on the server (``server`` option):
 
@@ -22,21 +25,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from ..config import ConfigError
+from ..errors import UserError
 from .base import BackendIdentity, GenRequest, GenResult, Role
 
 log = logging.getLogger(__name__)
 Server = Literal["auto", "openai", "vllm", "llamacpp"]
 T = TypeVar("T")
+ResultSink = Callable[[int, GenResult], None]
 
 
-class MissingAPIKey(RuntimeError):
-    pass
+class MissingAPIKey(UserError, RuntimeError):
+    """The environment variable holding the API key is not set; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +68,14 @@ class _State:
 
 
 class OpenAICompatBackend:
+    streams_results = True  # generate() accepts on_result
+
     def __init__(self, model: str, settings: OpenAISettings | None = None) -> None:
         self.model = model
         self.settings = settings or OpenAISettings()
+        if not self.settings.api_key_env.isidentifier():  # e.g. the key itself was passed: never echo it
+            raise ConfigError("api_key_env must name an environment variable (e.g. api_key_env=MY_API_KEY), "
+                              "not hold the key itself; export the key in that variable")
         key = os.environ.get(self.settings.api_key_env, "")
         if not key:
             raise MissingAPIKey(
@@ -83,15 +95,17 @@ class OpenAICompatBackend:
         """Protocol adaptations made on the way (e.g. the max_tokens fallback)."""
         return list(self._state.notes)
 
-    def generate(self, requests: list[GenRequest], *, progress: bool = False) -> list[GenResult]:
+    def generate(self, requests: list[GenRequest], *, progress: bool = False,
+                 on_result: ResultSink | None = None) -> list[GenResult]:
         if not requests:
             return []
-        return _run_sync(self._agenerate(requests, progress))
+        return _run_sync(self._agenerate(requests, progress, on_result))
 
     def close(self) -> None:
         pass
 
-    async def _agenerate(self, requests: list[GenRequest], progress: bool) -> list[GenResult]:
+    async def _agenerate(self, requests: list[GenRequest], progress: bool,
+                         on_result: ResultSink | None) -> list[GenResult]:
         from openai import AsyncOpenAI
         from tqdm import tqdm
 
@@ -100,14 +114,16 @@ class OpenAICompatBackend:
         sem = asyncio.Semaphore(max(1, s.concurrency))
         bar = tqdm(total=len(requests), desc=f"openai {self.model}", disable=not progress, unit="req")
 
-        async def one(r: GenRequest) -> GenResult:
+        async def one(i: int, r: GenRequest) -> GenResult:
             async with sem:
                 res = await self._one(client, r)
+            if on_result is not None:
+                on_result(i, res)
             bar.update(1)
             return res
 
         try:
-            return list(await asyncio.gather(*(one(r) for r in requests)))
+            return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
         finally:
             bar.close()
             await client.close()
@@ -118,10 +134,18 @@ class OpenAICompatBackend:
         if request.prefix and flavour == "openai":
             return GenResult(text="", error="the OpenAI API cannot continue an assistant prefix; use server=vllm "
                              "or llamacpp, or put the hint in the user turn")
-        try:
-            resp = await self._create(client, request, flavour)
-        except Exception as e:  # recorded, never raised
-            return GenResult(text="", error=self._scrub(_describe(e)), latency_s=time.perf_counter() - t0)
+        retries = max(0, self.settings.max_retries)
+        for attempt in range(retries + 1):
+            try:
+                resp = await self._create(client, request, flavour)
+                break
+            except ValueError as e:  # a truncated or malformed body (JSONDecodeError): the SDK does not retry it
+                if attempt == retries:
+                    return GenResult(text="", error=self._scrub(f"malformed response after {retries + 1} "
+                                     f"attempts: {_describe(e)}"), latency_s=time.perf_counter() - t0)
+                await asyncio.sleep(_backoff(attempt))
+            except Exception as e:  # recorded, never raised (the SDK has already retried what it retries)
+                return GenResult(text="", error=self._scrub(_describe(e)), latency_s=time.perf_counter() - t0)
         return _parse_chat(resp, request, time.perf_counter() - t0)
 
     async def _create(self, client: Any, request: GenRequest, flavour: Server) -> Any:
@@ -201,6 +225,11 @@ def _parse_chat(resp: Any, request: GenRequest, latency: float) -> GenResult:
     )
 
 
+def _backoff(attempt: int) -> float:
+    """The SDK's schedule: 0.5 s doubling per attempt, at most 8 s, minus up to 25% jitter."""
+    return float(min(0.5 * 2.0**attempt, 8.0) * (1 - 0.25 * random.random()))
+
+
 def _describe(e: BaseException) -> str:
     status = getattr(e, "status_code", None)
     msg = getattr(e, "message", None) or str(e)
@@ -232,11 +261,16 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
 def make(model: str, role: Role, options: dict[str, Any]) -> OpenAICompatBackend:
     """OpenAI-compatible chat API (OpenAI, vllm serve, llama.cpp server): async, retries, usage."""
     if not model:
-        raise ValueError("the openai backend needs a model name, e.g. openai:gpt-4o-mini")
+        raise ConfigError("the openai backend needs a model name, e.g. openai:gpt-4o-mini")
     fields = OpenAISettings.__dataclass_fields__
     unknown = set(options) - set(fields)
     if unknown:
-        raise ValueError(f"unknown openai option(s) {sorted(unknown)}; known: {sorted(fields)}")
-    conv = {"concurrency": int, "max_retries": int, "timeout_s": float}
-    values = {k: conv.get(k, lambda v: v)(v) for k, v in options.items()}
+        raise ConfigError(f"unknown openai option(s) {sorted(unknown)}; known: {sorted(fields)}")
+    conv: dict[str, Callable[[Any], Any]] = {"concurrency": int, "max_retries": int, "timeout_s": float}
+    values: dict[str, Any] = {}
+    for k, v in options.items():
+        try:
+            values[k] = conv.get(k, str)(v)
+        except ValueError:
+            raise ConfigError(f"openai option {k}={v!r} must be a number, e.g. --llm-opt {k}=8") from None
     return OpenAICompatBackend(model, OpenAISettings(**values))

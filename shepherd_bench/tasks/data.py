@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
+
 DATA_ENV = "SHEPHERD_BENCH_DATA"
 Row = dict[str, Any]
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """Base class of dataset problems; the message always says how to fix it."""
 
 
