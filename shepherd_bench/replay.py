@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -501,6 +502,9 @@ def add_replay_parser(sub: Any) -> Any:
     p.add_argument("--resamples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="also write the report here")
+    p.add_argument("--export-runs", type=Path, metavar="DIR",
+                   help="also write each policy (and curve point) as a run folder under DIR, for "
+                   "`shepherd-bench report` and the leaderboard")
     return p
 
 
@@ -516,5 +520,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         text = render_markdown(rp, matched)
     if args.out:
         args.out.write_text(text + "\n")
+    if getattr(args, "export_runs", None):
+        from .replay_export import export_runs
+
+        for path in export_runs(rp, args.export_runs):
+            print(f"exported {path}", file=sys.stderr)
     print(text)
     return 0

@@ -141,3 +141,24 @@ def test_cli_markdown_and_early_stop_guard(tmp_path: Path, capsys: pytest.Captur
     assert run_policies(rp, ["oracle"]).singles[0].summary()["accuracy"] == 0.75
     with pytest.raises(ReplayError, match="early-stop"):
         run_policies(open_replay(e), ["fixed:0.5"])
+
+
+def test_exported_runs_price_like_the_replay(tmp_path: Path) -> None:
+    """A replayed policy exported as a run folder loads in the analysis layer with the same accuracy and
+    cost per query as the replay itself, and numeric parameters stay numbers (so sweeps are found)."""
+    from shepherd_bench.analysis.runs import find_sweeps, load_run
+    from shepherd_bench.replay import open_replay, run_policies
+    from shepherd_bench.replay_export import export_runs
+
+    rp = run_policies(open_replay(write_grid(tmp_path / "g")), ["oracle", "llm", "fixed-curve"])
+    paths = export_runs(rp, tmp_path / "runs")
+    runs = {p.name: load_run(p) for p in paths}
+    by_policy = {r.name: r.summary() for r in rp.singles}
+    for name, policy in (("oracle", "shepherd-oracle"), ("llm", "llm")):
+        run = next(r for r in runs.values() if r.strategy == policy)
+        assert run.samples["correct"].mean() == pytest.approx(by_policy[name]["accuracy"])
+        assert run.samples["cost_usd"].mean() == pytest.approx(by_policy[name]["cost_per_query"])
+    shepherd = [r for r in runs.values() if r.strategy == "shepherd"]
+    assert shepherd and all(isinstance(r.params["hint_fraction"], (int, float)) for r in shepherd)
+    if len(shepherd) >= 2:
+        assert find_sweeps(list(runs.values()))

@@ -53,7 +53,9 @@ def _identity_name(model: dict[str, Any] | None) -> str:
     ident = model.get("identity")
     if isinstance(ident, dict):
         return str(ident.get("model") or ident.get("name") or ident.get("kind") or "?")
-    return str(ident) if ident is not None else str(model.get("price", "?"))
+    if ident is not None:
+        return str(ident)
+    return str(model.get("spec") or model.get("price", "?")).split(":", 1)[-1]
 
 
 def format_params(params: dict[str, Any]) -> str:

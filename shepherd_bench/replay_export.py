@@ -1,0 +1,97 @@
+"""Replayed policies as run folders, so reports and the leaderboard treat them like live runs.
+
+Each exported folder has the run-folder shape (``manifest.json``, ``samples.jsonl``, ``summary.json``);
+its calls are rebuilt from the grid's token counts (the LLM call a live run would have made: the prompt
+tokens in, the hint tokens out) and its manifest names the grid and the policy it came from. A replayed
+policy equals the same policy run live (``tests/test_replay_live.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .store import RunStore, write_json_atomic
+
+# policy spec -> (strategy name, strategy params) as a live run would record them
+_NAMES = {"slm": "slm", "llm": "llm", "oracle": "shepherd-oracle", "oracle-route": "route-oracle",
+          "oracle-cascade": "cascade-oracle"}
+
+
+def _strategy(policy: str, label: str | None, token_grid: bool) -> tuple[str, dict[str, Any]]:
+    if policy in _NAMES:
+        return _NAMES[policy], {}
+    kind, _, arg = policy.partition(":")
+    size = "hint_tokens" if token_grid or kind == "tokens" else "hint_fraction"
+    if kind in ("fixed", "tokens"):
+        return "shepherd", {size: _num(arg)}
+    if kind == "fixed-curve" and label is not None:
+        return ("slm", {}) if float(label) == 0 else ("shepherd", {size: _num(label)})
+    if kind in ("cascade", "route") and label is not None:
+        return f"{kind}-{arg}", {"threshold": _num(label)}
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", policy), {}
+
+
+def _num(text: str) -> int | float:
+    """Numeric parameters stay numbers, so reports see the swept dimension."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _calls(row: Any) -> list[dict[str, Any]]:
+    calls = []
+    hint, full = int(row["hint_tokens"]), bool(row["full"])
+    if hint > 0 or full:
+        calls.append({"role": "large", "input_tokens": int(row["llm_tokens"]) - hint, "cached_input_tokens": 0,
+                      "output_tokens": hint, "latency_s": 0.0, "cached": False, "error": None,
+                      "purpose": "answer" if full else "hint"})
+    if float(row["slm_tokens"]) > 0:
+        calls.append({"role": "small", "input_tokens": 0, "cached_input_tokens": 0,
+                      "output_tokens": int(round(float(row["slm_tokens"]))), "latency_s": 0.0, "cached": False,
+                      "error": None, "purpose": "continue"})
+    return calls
+
+
+def export_policy(rp: Any, result: Any, policy: str, label: str | None, dest_root: Path) -> Path:
+    """Write one replayed policy (a ``PolicyResult``) as a run folder under ``dest_root``."""
+    man = rp.manifest
+    task = str(man.get("task") or man.get("config", {}).get("task"))
+    token_grid = (man.get("config", {}).get("spec") or man.get("spec") or {}).get("kind") == "tokens"
+    strategy, params = _strategy(policy, label, token_grid)
+    suffix = "".join(f"-{k}{v}" for k, v in params.items())
+    root = dest_root / f"{task}-{strategy}{suffix}-replay"
+    store = RunStore(root)
+    records = []
+    for i, row in result.outcome.iterrows():
+        records.append({"query_id": row["query_id"], "index": int(i), "correct": bool(row["acc"] >= 0.5),
+                        "status": "pass" if row["acc"] >= 0.5 else "fail", "error": None,
+                        "calls": _calls(row), "decision": {"hint_tokens": int(row["hint_tokens"]),
+                                                           "full_llm_answer": bool(row["full"])}})
+    if store.samples_path.exists():
+        store.samples_path.unlink()
+    manifest = {
+        "task": task, "strategy": {"strategy": strategy, "kind": "replay", "params": params},
+        "slm": man.get("slm"), "llm": man.get("llm"), "prices": man.get("prices"), "seed": man.get("seed", 0),
+        "dataset": man.get("dataset"), "created": man.get("created"), "host": man.get("host"),
+        "harness_version": __version__, "source": {"grid": rp.grid.name, "policy": policy, "point": label},
+    }
+    write_json_atomic(store.manifest_path, manifest)
+    store.append(records)
+    n = len(records)
+    correct = sum(r["correct"] for r in records)
+    write_json_atomic(store.summary_path, {"task": task, "strategy": strategy, "strategy_params": params, "n": n,
+                                           "correct": correct, "accuracy": correct / n if n else 0.0,
+                                           "replayed_from": rp.grid.name, "harness_version": __version__})
+    return root
+
+
+def export_runs(rp: Any, dest_root: Path) -> list[Path]:
+    """Every single policy and every point of every curve of a replay, as run folders."""
+    out = [export_policy(rp, r, r.name, None, dest_root) for r in rp.singles]
+    for c in rp.curves:
+        # the end points of a threshold sweep (+-inf) are SLM-only and LLM-only: exported once, as such
+        out += [export_policy(rp, p, c.name, lab, dest_root) for lab, p in zip(c.labels, c.points, strict=True)
+                if "inf" not in lab]
+    return sorted(set(out))
