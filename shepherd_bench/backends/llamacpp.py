@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ConfigError
 from .base import BackendIdentity, GenRequest, GenResult, Role
 from .models import DEFAULT_MODELS, ResolvedModel, resolve_model
 
@@ -233,12 +232,9 @@ def _parse_completion(resp: dict[str, Any], request: GenRequest, latency: float)
 
 def make(model: str, role: Role, options: dict[str, Any]) -> LlamaCppBackend:
     """llama.cpp on CPU (xllamacpp): GGUF models, parallel slots, prompt caching."""
-    fields = set(LlamaCppSettings.__dataclass_fields__)
-    unknown = set(options) - fields - {"progress"}
-    if unknown:
-        raise ConfigError(f"unknown llamacpp option(s) {sorted(unknown)}; known: {sorted(fields)}")
-    try:
-        settings = LlamaCppSettings(**{k: int(v) for k, v in options.items() if k in fields})
-    except ValueError:
-        raise ConfigError(f"llamacpp options must be whole numbers, got {options}") from None
-    return LlamaCppBackend(model or DEFAULT_MODELS[role], settings, progress=bool(options.get("progress", True)))
+    from .options import settings_from_options
+
+    opts = dict(options)
+    progress = str(opts.pop("progress", True)).lower() not in {"0", "false", "no"}
+    settings = settings_from_options("llamacpp", LlamaCppSettings, opts)
+    return LlamaCppBackend(model or DEFAULT_MODELS[role], settings, progress=progress)

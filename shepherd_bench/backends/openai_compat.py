@@ -262,15 +262,6 @@ def make(model: str, role: Role, options: dict[str, Any]) -> OpenAICompatBackend
     """OpenAI-compatible chat API (OpenAI, vllm serve, llama.cpp server): async, retries, usage."""
     if not model:
         raise ConfigError("the openai backend needs a model name, e.g. openai:gpt-4o-mini")
-    fields = OpenAISettings.__dataclass_fields__
-    unknown = set(options) - set(fields)
-    if unknown:
-        raise ConfigError(f"unknown openai option(s) {sorted(unknown)}; known: {sorted(fields)}")
-    conv: dict[str, Callable[[Any], Any]] = {"concurrency": int, "max_retries": int, "timeout_s": float}
-    values: dict[str, Any] = {}
-    for k, v in options.items():
-        try:
-            values[k] = conv.get(k, str)(v)
-        except ValueError:
-            raise ConfigError(f"openai option {k}={v!r} must be a number, e.g. --llm-opt {k}=8") from None
-    return OpenAICompatBackend(model, OpenAISettings(**values))
+    from .options import settings_from_options
+
+    return OpenAICompatBackend(model, settings_from_options("openai", OpenAISettings, options))
