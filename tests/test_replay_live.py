@@ -15,9 +15,10 @@ from shepherd_bench.runner import execute
 
 SMALL = "qwen2.5-coder-0.5b"
 LARGE = "qwen2.5-coder-1.5b"
-# One slot: on CPU, llama.cpp's output can depend on which requests share a batch, and a grid batches
-# differently from a live run; with one slot both are bit-for-bit reproducible.
-OPTS = {"n_ctx_per_slot": 1024, "n_parallel": 1}
+# On CPU, llama.cpp's output can depend on which requests share a batch and on a slot's cached prompt
+# prefix, and a grid orders and batches requests differently from a live run; with one slot and no
+# prompt-cache reuse both are bit-for-bit reproducible.
+OPTS = {"n_ctx_per_slot": 1024, "n_parallel": 1, "cache_prompt": False}
 HINTS = (0, 8)
 
 

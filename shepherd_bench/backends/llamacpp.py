@@ -36,6 +36,10 @@ class LlamaCppSettings:
     n_threads: int = 0  # 0: all cores
     n_batch: int = 512
     logprobs_top: int = 1  # always ask for 1 so the output token ids come back
+    # Reuse a slot's cached prompt prefix. On CPU the numerics of a reused prefix can differ in the last
+    # bits from a fresh prefill, so with it on, outputs can depend on what ran before; turn it off (and
+    # use one slot) for bit-for-bit reproducibility across differently ordered runs.
+    cache_prompt: bool = True
 
     def threads(self) -> int:
         return self.n_threads or (os.cpu_count() or 1)
@@ -199,7 +203,7 @@ def _completion_body(ids: list[int], request: GenRequest, settings: LlamaCppSett
         "top_p": request.top_p,
         "seed": request.seed,
         "logprobs": max(1, settings.logprobs_top),
-        "cache_prompt": True,
+        "cache_prompt": settings.cache_prompt,
     }
     if request.temperature > 0:
         body.update({"top_k": 0, "min_p": 0.0})  # plain temperature/top-p sampling, as on other backends
