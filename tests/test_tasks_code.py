@@ -67,8 +67,27 @@ def test_build_job_arguments() -> None:
     assert task.build_job(doc, solution="def f(): return 1").program == "def f(): return 1"
     with pytest.raises(ValueError, match="exactly one"):
         task.build_job(doc)
-    slow = Doc("t/2", "p", {"entry_point": "f", "tests": "", "timeout_s": 30.0})
-    assert task.build_job(slow, solution="").timeout == 30.0
+    assert task.build_job(doc, solution="").timeout == task.timeout_s  # no measured reference: the floor
+
+
+def test_time_limits_come_from_measured_reference_runtimes(data_dir: Path) -> None:
+    """Every problem has a measured reference runtime; a slow reference raises its limit above the floor
+    (mbpp/123 sums divisors by trial division: seconds), a fast one keeps the floor."""
+    from shepherd_bench.sandbox import calibrate_timeout
+    from shepherd_bench.tasks.code import REFERENCE_FACTOR, reference_times
+
+    table = reference_times()
+    for name in ("humaneval", "mbpp", "mbpp_sanitized"):
+        task = get_task(name)
+        docs = task.load(data_dir).docs
+        assert {d.id for d in docs} <= set(table[name]), name
+    mbpp = get_task("mbpp")
+    docs = {d.id: d for d in mbpp.load(data_dir).docs}
+    slow, fast = docs["mbpp/123"], docs["mbpp/11"]
+    assert table["mbpp"]["mbpp/123"] > 1.0
+    assert mbpp.build_job(slow, solution="").timeout == calibrate_timeout(
+        table["mbpp"]["mbpp/123"], floor=mbpp.timeout_s, factor=REFERENCE_FACTOR) > mbpp.timeout_s
+    assert mbpp.build_job(fast, solution="").timeout == mbpp.timeout_s
 
 
 def test_humaneval_score_right_wrong_and_empty() -> None:

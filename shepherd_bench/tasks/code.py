@@ -6,12 +6,27 @@ never shown to strategies) and optionally ``code_prompt`` (code the answer conti
 
 from __future__ import annotations
 
+import functools
+import json
 import re
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..sandbox import Job, Verdict, run_batch
+from ..sandbox import Job, Verdict, calibrate_timeout, run_batch
 from ..strategies.base import Query
 from .base import SYSTEM_CODE, Doc, Score, chat
+
+REFERENCE_TIMES_PATH = Path(__file__).resolve().parent / "reference_times.json"
+REFERENCE_FACTOR = 5.0  # a correct answer may be this much slower than the reference
+
+
+@functools.cache
+def reference_times() -> dict[str, dict[str, float]]:
+    """Measured reference runtimes per task and problem id (``scripts/measure_reference_times.py``)."""
+    if not REFERENCE_TIMES_PATH.exists():
+        return {}
+    return dict(json.loads(REFERENCE_TIMES_PATH.read_text()))
+
 
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _CODE_LANGS = {"", "python", "py", "python3"}
@@ -65,7 +80,7 @@ class CodeTask:
     name: ClassVar[str] = ""
     kind: ClassVar[Literal["code", "math"]] = "code"
     max_tokens: ClassVar[int] = 512
-    timeout_s: ClassVar[float] = 5.0  # per problem floor; a doc's record["timeout_s"] may raise it
+    timeout_s: ClassVar[float] = 5.0  # per-problem floor; the measured reference runtime may raise it
     memory_mb: ClassVar[int] = 2048
 
     def query(self, doc: Doc) -> Query:
@@ -78,6 +93,21 @@ class CodeTask:
             kind=self.kind,
         )
 
+    def time_limit(self, doc: Doc) -> float:
+        """The problem's time limit: REFERENCE_FACTOR x its reference solution's measured runtime, never
+        below the task's floor (evalplus style); the floor alone where no runtime was measured."""
+        ref = reference_times().get(self.name, {}).get(doc.id)
+        if ref is None:
+            return self.timeout_s
+        return calibrate_timeout(ref, floor=self.timeout_s, factor=REFERENCE_FACTOR)
+
+    def reference_answer(self, doc: Doc) -> dict[str, str]:
+        """The upstream reference as ``build_job`` keyword arguments (a completion or a whole program)."""
+        rec = doc.record
+        if "canonical_solution" in rec:
+            return {"completion": str(rec["canonical_solution"])}
+        return {"solution": str(rec["reference"])}
+
     def build_job(self, doc: Doc, completion: str | None = None, solution: str | None = None) -> Job:
         """A sandbox job for ``doc``: ``completion`` continues the code prompt, ``solution`` is a whole
         program; exactly one must be given."""
@@ -85,7 +115,7 @@ class CodeTask:
             raise ValueError("build_job needs exactly one of completion= or solution=")
         rec = doc.record
         program = rec.get("code_prompt", "") + completion if completion is not None else str(solution)
-        timeout = max(self.timeout_s, float(rec.get("timeout_s", 0.0)))
+        timeout = self.time_limit(doc)
         return Job(program=program, tests=str(rec["tests"]), timeout=timeout, memory_mb=self.memory_mb,
                    entry_point=str(rec.get("entry_point") or "") or None)
 

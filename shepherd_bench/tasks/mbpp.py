@@ -24,9 +24,6 @@ PROMPT = (
     "Your code should pass these tests:\n\n{tests}\n\n"
     "Write the function in a single ```python code block."
 )
-# Problems whose reference program is slow (seconds on a 2-core machine), so the default floor would
-# time out correct answers. 123: sum of divisors by trial division up to 9,999 (~5 s on one core).
-SLOW_REFERENCES: dict[int, float] = {123: 30.0}
 # Upstream test-split problems whose own reference program fails its tests on CPython 3.11 (kept in
 # the benchmark, as upstream has them): 341 asserts the order of a tuple built from a set
 # ({12, ..., 16} iterates 16 first). Outside the test split, 596 (tuple sizes of an older CPython)
@@ -56,8 +53,6 @@ def make_doc(row: dict[str, Any], text: str, setup: str) -> Doc:
         "reference": str(row["code"]),
         "public_examples": visible,
     }
-    if int(row["task_id"]) in SLOW_REFERENCES:
-        record["timeout_s"] = SLOW_REFERENCES[int(row["task_id"])]
     return Doc(id=f"mbpp/{row['task_id']}", prompt=PROMPT.format(text=text.strip(), tests=visible), record=record)
 
 
