@@ -17,7 +17,7 @@ from pathlib import Path
 from shepherd_bench.backends.base import GenRequest, GenResult
 from shepherd_bench.grid import GridSpec, hint_size, hint_text, slm_request
 
-MODEL = Path("/root/.cache/shepherd-bench/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+MODEL = "qwen2.5-coder-0.5b"  # resolved (and fetched if needed) like any model spec
 
 
 def timed(fn: object) -> tuple[float, list[GenResult]]:
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--levels", type=int, default=11, help="fractions 0, 1/(L-1), ..., 1 (1.0 needs no SLM call)")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--parallel", type=int, default=8, help="llama.cpp slots")
-    ap.add_argument("--model", type=Path, default=MODEL)
+    ap.add_argument("--model", default=MODEL, help="model name or .gguf path")
     ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("SHEPHERD_BENCH_DATA", "../shared/data")))
     a = ap.parse_args()
 
