@@ -35,12 +35,12 @@ def start(srv: OpenAILoopbackServer, data: Path, out: Path, cache: Path) -> subp
             "--llm", "openai:loopback", "--llm-price", "gpt-4o-mini", "--llm-opt", f"base_url={srv.base_url}",
             "--llm-opt", f"api_key_env={KEY_ENV}", "--llm-opt", "concurrency=4", "--json"]
     return subprocess.Popen(argv, env={**os.environ, KEY_ENV: "k"}, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE)
 
 
 def summary(proc: subprocess.Popen[str]) -> dict[str, object]:
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-4000:]
     result: dict[str, object] = json.loads(out)
     return result
 
@@ -65,3 +65,31 @@ def test_two_runs_share_a_cache_safely(server: OpenAILoopbackServer, data_dir: P
     sc = summary(start(server, data_dir, tmp_path / "c", cache))
     assert len(server.state.bodies) == asked
     assert (sc["model_calls"], sc["cached_calls"], sc["cost_usd"]) == (0, N, sa["cost_usd"])
+
+
+def _open_fresh(path: str, barrier: object) -> None:
+    from shepherd_bench.backends.cache import GenerationCache
+
+    barrier.wait()  # type: ignore[attr-defined]
+    cache = GenerationCache(Path(path))
+    cache.get_many(["k"])
+    cache.close()
+
+
+def test_many_processes_create_one_fresh_cache_at_once(tmp_path: Path) -> None:
+    """Opening a brand-new cache file from several processes at the same instant: switching it to WAL
+    and creating the table must wait for the lock, not fail with 'database is locked'."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    failures = 0
+    for trial in range(8):
+        path = str(tmp_path / f"c{trial}.sqlite")
+        barrier = ctx.Barrier(6)
+        procs = [ctx.Process(target=_open_fresh, args=(path, barrier)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+            failures += p.exitcode != 0
+    assert failures == 0

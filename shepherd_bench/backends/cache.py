@@ -10,6 +10,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .base import Backend, BackendIdentity, GenRequest, GenResult, request_key
@@ -25,18 +26,45 @@ def default_cache_path() -> Path:
     return base / "generations.sqlite"
 
 
+def _retry_busy(step: Callable[[], object], deadline_s: float = 60.0) -> None:
+    """Run ``step``, retrying while SQLite reports the file locked by another process (some lock
+    conflicts, e.g. switching a fresh file to WAL, return at once instead of waiting)."""
+    end = time.monotonic() + deadline_s
+    delay = 0.01
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > end:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 class GenerationCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, backend TEXT NOT NULL, "
-            "request TEXT NOT NULL, result TEXT NOT NULL, created REAL NOT NULL)"
-        )
+        _retry_busy(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
+        _retry_busy(self._create_schema)
+
+    def _create_schema(self) -> None:
+        # BEGIN IMMEDIATE takes the write lock first (and waits for it), so two processes creating a
+        # fresh cache at once never hit the read-then-upgrade SQLITE_BUSY that skips the busy handler.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, backend TEXT NOT NULL, "
+                "request TEXT NOT NULL, result TEXT NOT NULL, created REAL NOT NULL)"
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def get_many(self, keys: list[str]) -> dict[str, GenResult]:
         out: dict[str, GenResult] = {}
