@@ -1,7 +1,8 @@
 """LLM client under load: N requests at concurrency C against the loopback OpenAI server with injected latency.
 
-The server (tests/openai_server.py, a ThreadingHTTPServer) runs in its own process and answers every
-request after ``--latency`` seconds. The ideal wall time is ``N * latency / C``; the target is within
+The server (tests/openai_server.py: by default the event-loop server; ``--server threaded`` for the
+fault-injecting one, a thread per connection, which is itself the bottleneck at this load) runs in its
+own process and answers every request after ``--latency`` seconds. The ideal wall time is ``N * latency / C``; the target is within
 1.25x of it. Memory must stay flat: the client's resident memory is sampled after a warm-up round and
 after each measured round, and the peak RSS is printed before and after.
 
@@ -25,16 +26,24 @@ sys.path.insert(0, str(REPO))
 KEY_ENV = "SB_BENCH_LLM_KEY"
 
 
-def serve(conn: Connection, latency: float) -> None:
+def serve(conn: Connection, latency: float, server: str) -> None:
     """Child process: the loopback server; sends its URL, then on request its peak concurrency."""
-    from tests.openai_server import OpenAILoopbackServer, canned_generator
+    from tests.openai_server import EventLoopLoopbackServer, OpenAILoopbackServer, canned_generator
 
-    with OpenAILoopbackServer(canned_generator(lambda q: f"echo {q[-40:]}", delay_s=latency)) as srv:
-        conn.send(srv.base_url)
+    answer = canned_generator(lambda q: f"echo {q[-40:]}")
+    if server == "threaded":
+        with OpenAILoopbackServer(canned_generator(lambda q: f"echo {q[-40:]}", delay_s=latency)) as srv:
+            conn.send(srv.base_url)
+            while conn.recv() == "stats":
+                with srv.state.lock:
+                    conn.send((srv.state.max_in_flight, len(srv.state.bodies)))
+                    srv.state.max_in_flight = 0
+        return
+    with EventLoopLoopbackServer(answer, latency_s=latency) as ev:
+        conn.send(ev.base_url)
         while conn.recv() == "stats":
-            with srv.state.lock:
-                conn.send((srv.state.max_in_flight, len(srv.state.bodies)))
-                srv.state.max_in_flight = 0
+            conn.send((ev.max_in_flight, ev.served))
+            ev.max_in_flight = 0
 
 
 def rss_mb() -> float:
@@ -70,13 +79,16 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--rounds", type=int, default=3, help="measured rounds (memory is compared across them)")
     ap.add_argument("--quick", action="store_true", help="2 measured rounds")
+    ap.add_argument("--server", default="event-loop", choices=["event-loop", "threaded"],
+                    help="loopback server: one asyncio loop (default), or the fault-injecting server's "
+                    "thread per connection, which is itself the bottleneck at this load")
     a = ap.parse_args()
     rounds = 2 if a.quick else a.rounds
 
     from shepherd_bench.backends.openai_compat import OpenAICompatBackend, OpenAISettings
 
     parent, child = mp.get_context("spawn").Pipe()
-    proc = mp.get_context("spawn").Process(target=serve, args=(child, a.latency), daemon=True)
+    proc = mp.get_context("spawn").Process(target=serve, args=(child, a.latency, a.server), daemon=True)
     proc.start()
     base_url = parent.recv()
     os.environ[KEY_ENV] = "bench"
@@ -100,7 +112,7 @@ def main() -> None:
     ideal = a.requests * a.latency / a.concurrency
     best = min(walls)
     ratio = best / ideal
-    print(f"{a.requests} requests x {rounds} rounds at concurrency {a.concurrency}, {a.latency * 1000:.0f} ms "
+    print(f"{a.server} server: {a.requests} requests x {rounds} rounds at concurrency {a.concurrency}, {a.latency * 1000:.0f} ms "
           f"injected latency; server saw {served} requests, at most {server_peak} at once")
     print("round walls    " + "  ".join(f"{w:.2f}s" for w in walls) + f"  (ideal {ideal:.3f}s)")
     cpu_ms = 1000 * min(cpus) / a.requests

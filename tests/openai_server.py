@@ -291,3 +291,73 @@ def gsm8k_table(test_jsonl: Any, n: int | None = None) -> dict[str, str]:
     lines = Path(test_jsonl).read_text().splitlines()[:n]
     rows = [json.loads(line) for line in lines]
     return {str(r["question"]).strip(): str(r["answer"]) for r in rows}
+
+
+class EventLoopLoopbackServer:
+    """The same protocol and answers on one asyncio event loop (aiohttp.web) in a background thread, for
+    load: with a thread per connection the server, not the client under test, becomes the bottleneck at
+    64 concurrent requests. The generator runs on the loop (keep it cheap); ``latency_s`` is awaited,
+    not slept. No fault injection: use :class:`OpenAILoopbackServer` for faults.
+
+    ``with EventLoopLoopbackServer(gen, latency_s=0.2) as srv: ... srv.base_url ... srv.served``
+    """
+
+    def __init__(self, generate: Generator, latency_s: float = 0.0) -> None:
+        self._generate = generate
+        self._latency = latency_s
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._stop: Any = None
+        self._loop: Any = None
+        self.port = 0
+        self.served = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _main(self) -> None:
+        import asyncio
+
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        import asyncio
+
+        from aiohttp import web
+
+        async def chat(request: web.Request) -> web.Response:
+            body = await request.json()
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                if self._latency:
+                    await asyncio.sleep(self._latency)
+                resp = _chat_response(body, self._generate(body), with_usage=True)
+            finally:
+                self.in_flight -= 1
+            self.served += 1
+            return web.json_response(resp)
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", chat)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=512)
+        await site.start()
+        self.port = int(runner.addresses[0][1])
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def __enter__(self) -> EventLoopLoopbackServer:
+        self._thread.start()
+        self._ready.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)

@@ -150,3 +150,26 @@ def test_failed_calls_are_not_cached_so_a_new_run_asks_again(
     assert len(server.state.bodies) == failed  # the successes came from the cache
     assert (s["cached_calls"], s["model_calls"], s["errors"], s["correct"]) == (N - failed, failed, 0, N)
     assert s["error_policy"] == "exclude" and s["accuracy"] == s["accuracy_excluding_errors"] == 1.0
+
+
+def test_retry_policy_matches_the_sdk() -> None:
+    """Which statuses are retried and how long the server asked to wait: the OpenAI SDK's rules."""
+    import email.utils
+    import time
+
+    from shepherd_bench.backends.openai_compat import _error_message, _retry_after, _should_retry
+
+    retried = {s for s in (400, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503, 504) if _should_retry(s, {})}
+    assert retried == {408, 409, 429, 500, 502, 503, 504}
+    assert _should_retry(503, {"x-should-retry": "false"}) is False
+    assert _should_retry(400, {"x-should-retry": "true"}) is True
+    assert _retry_after({}) is None
+    assert _retry_after({"retry-after": "2"}) == 2.0
+    assert _retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert _retry_after({"retry-after": "soon"}) is None
+    date = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= (_retry_after({"retry-after": date}) or 0) <= 31
+    assert _error_message('{"error": {"message": "Rate limit reached", "type": "x"}}') == "Rate limit reached"
+    assert _error_message('{"detail": "nope"}') == "{'detail': 'nope'}"
+    assert _error_message("<html>bad gateway</html>") == "<html>bad gateway</html>"
+    assert _error_message("") == "(empty body)"

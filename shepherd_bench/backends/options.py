@@ -43,4 +43,8 @@ def settings_from_options(kind: str, cls: type[T], options: dict[str, Any]) -> T
     unknown = sorted(set(options) - set(fields))
     if unknown:
         raise ConfigError(f"unknown {kind} option(s) {unknown}; known: {sorted(fields)}")
+    for k, v in options.items():
+        choices = typing.get_args(hints[k]) if typing.get_origin(hints[k]) is typing.Literal else ()
+        if choices and v not in choices:
+            raise ConfigError(f"{kind} option {k}={v!r} must be one of {list(choices)}")
     return cls(**{k: _convert(kind, k, v, _scalar(hints[k])) for k, v in options.items()})
