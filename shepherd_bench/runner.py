@@ -6,6 +6,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +42,13 @@ class LazyBackend:
     def loaded(self) -> bool:
         return self._inner is not None
 
+    def preflight(self) -> None:
+        """Fail now, before any progress bar, on what would fail at the first call: unknown options, a
+        missing API key, a model file that cannot be found, fetched or verified. Loads no model."""
+        prepare = getattr(self._get(), "prepare", None)
+        if callable(prepare):
+            prepare()
+
     @property
     def streams_results(self) -> bool:
         """Whether the real backend hands each result over as it arrives (``generate(on_result=...)``)."""
@@ -58,9 +66,16 @@ class LazyBackend:
             self._inner.close()
 
 
-def build_models(cfg: RunConfig, cache: GenerationCache | None) -> ModelPair:
+def build_models(cfg: RunConfig, cache: GenerationCache | None, *, preflight: Iterable[str] = ()) -> ModelPair:
+    """The SLM/LLM pair, each lazy, cached and metered; the roles in ``preflight`` are checked at once
+    (``LazyBackend.preflight``): pass the roles the strategy will call."""
+    checked = set(preflight)
+
     def wrap(m: ModelConfig, role: str) -> MeteredBackend:
-        inner: Backend = LazyBackend(m, role)
+        lazy = LazyBackend(m, role)
+        if role in checked:
+            lazy.preflight()
+        inner: Backend = lazy
         if cache is not None:
             inner = CachedBackend(inner, cache)
         return MeteredBackend(inner, role)  # type: ignore[arg-type]
@@ -161,12 +176,12 @@ def execute(cfg: RunConfig, *, prices: PriceTable, out: Path | None = None, cach
     except PriceError:
         _check_backends(cfg)  # a misspelt backend explains a missing price better
         raise
+    cache = GenerationCache(cache_path or default_cache_path()) if use_cache else None
+    models = build_models(cfg, cache, preflight=getattr(strategy, "roles", ("small", "large")))
     data_dir = Path(cfg.data_dir) if cfg.data_dir else None
     dataset = task.load(data_dir)
     docs = dataset.docs[: cfg.limit] if cfg.limit else dataset.docs
     store = RunStore(out or cfg.default_run_dir())
-    cache = GenerationCache(cache_path or default_cache_path()) if use_cache else None
-    models = build_models(cfg, cache)
     manifest = {
         "config": cfg.measured(),
         "fingerprint": cfg.fingerprint(),

@@ -1,8 +1,9 @@
 """Bad input through the real CLI (a subprocess): exit code 2, one ``error:`` line naming the fix, no traceback.
 
-Errors found before any model work make stderr *start* with ``error:``; those found when a backend is
-first built (unknown backend or backend option, missing API key, a model file with the wrong sha256) come after
-the progress bar, so there the error is the last line. All cases run at once in a thread pool (each is its own process).
+Every error is found before the run's progress bar (backends are checked up front: options, API key,
+model file and its sha256), so stderr starts with ``error:`` (after the sha256 check's own progress,
+where a model file is verified) and no run folder is created. All
+cases run at once in a thread pool (each is its own process).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ class Case:
     args: list[str]
     needles: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
-    before_model_work: bool = True
 
 
 def cases(data: Path, tmp: Path) -> list[Case]:
@@ -48,7 +48,7 @@ def cases(data: Path, tmp: Path) -> list[Case]:
         Case("unknown task", ["--task", "gsm8kk", "--strategy", "llm"], ("unknown task 'gsm8kk'", "did you mean 'gsm8k'")),
         Case("unknown strategy", [*gsm, "--strategy", "shepard"], ("unknown strategy", "did you mean 'shepherd'")),
         Case("unknown backend", [*gsm, "--strategy", "llm", "--llm", "openia:gpt-4o"],
-             ("unknown backend 'openia'", "did you mean 'openai'", "list backends"), before_model_work=False),
+             ("unknown backend 'openia'", "did you mean 'openai'", "list backends")),
         Case("unknown backend, unpriced model", [*gsm, "--strategy", "llm", "--llm", "openia:my-model"],
              ("unknown backend 'openia'", "did you mean 'openai'")),
         Case("bad model spec", [*gsm, "--strategy", "llm", "--llm", "gpt-4o"], ("must be backend:model",)),
@@ -57,15 +57,14 @@ def cases(data: Path, tmp: Path) -> list[Case]:
         Case("bad -S type", [*gsm, "--strategy", "shepherd", "-S", "hint_tokens=many"], ("hint_tokens='many'", "int")),
         Case("-S without =", [*gsm, "--strategy", "shepherd", "-S", "hint_tokens"], ("expects key=value",)),
         Case("unknown backend option", [*gsm, "--strategy", "llm", *llm, "--llm-opt", "bogus=1"],
-             ("unknown openai option(s) ['bogus']", "known:"), env={"SB_FAULTS_KEY": "k"}, before_model_work=False),
+             ("unknown openai option(s) ['bogus']", "known:"), env={"SB_FAULTS_KEY": "k"}),
         Case("no price", [*gsm, "--strategy", "llm", "--llm", "openai:my-model"], ("no price for model 'my-model'",
              "--llm-price")),
-        Case("missing API key", [*gsm, "--strategy", "llm", *llm], ("SB_FAULTS_KEY is not set",),
-             before_model_work=False),
+        Case("missing API key", [*gsm, "--strategy", "llm", *llm], ("SB_FAULTS_KEY is not set",)),
         Case("short model file", [*gsm, "--strategy", "slm", "--slm", f"llamacpp:{short / PINNED_SMALL}"],
-             ("has 1,000 bytes", "expected 491,400,064", "download it again"), env=models, before_model_work=False),
+             ("has 1,000 bytes", "expected 491,400,064", "download it again"), env=models),
         Case("wrong sha256", [*gsm, "--strategy", "slm", "--slm", f"llamacpp:{wrong / PINNED_SMALL}"],
-             ("sha256", "expected 1d9614638d18024d", "download it again"), env=models, before_model_work=False),
+             ("sha256", "expected 1d9614638d18024d", "download it again"), env=models),
         Case("dataset schema", ["--task", "gsm8k", "--strategy", "llm", "--data-dir", str(bad_schema)],
              ("test.jsonl: record 0 has no field 'question'", "expected fields: question, answer")),
         Case("dataset not JSON", ["--task", "gsm8k", "--strategy", "llm", "--data-dir", str(bad_json)],
@@ -109,7 +108,9 @@ def test_user_error_is_one_clear_line(name: str, results: dict[str, tuple[Case, 
     assert "Traceback" not in err and "Traceback" not in proc.stdout
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: ") and err.count("error: ") == 1, err[-2000:]
-    if case.before_model_work:
-        assert err.startswith("error: "), err[:500]
+    before = err[: err.index("error: ")].replace("\r", "\n").splitlines()
+    # found before the run's progress bar; only verifying a model file's sha256 shows its own progress
+    assert all(not line.strip() or line.startswith("sha256 ") for line in before), err[:500]
+    assert not (proc_dir := Path(proc.args[proc.args.index("--out") + 1])).exists(), proc_dir  # no run folder
     for needle in case.needles:
         assert needle in last, (needle, last)

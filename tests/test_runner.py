@@ -134,3 +134,21 @@ def test_a_different_configuration_does_not_reuse_the_folder(scripted: Backends,
     with pytest.raises(ConfigError, match="different configuration"):
         execute(cfg(data_dir, strategy="slm", limit=2), prices=load_prices(), out=tmp_path / "r",
                 use_cache=False, progress=False)
+
+
+def test_preflight_checks_only_the_roles_a_strategy_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing API key fails at once for a strategy that calls the LLM, and not at all for SLM-only."""
+    from shepherd_bench.backends.openai_compat import MissingAPIKey
+    from shepherd_bench.config import ModelConfig, RunConfig
+    from shepherd_bench.runner import build_models
+    from shepherd_bench.strategies import make_strategy
+
+    monkeypatch.delenv("SB_PREFLIGHT_KEY", raising=False)
+    cfg = RunConfig(task="gsm8k", strategy="slm", strategy_params={}, slm=ModelConfig("llamacpp", "free"),
+                    llm=ModelConfig("openai:gpt-4o-mini", "gpt-4o-mini", {"api_key_env": "SB_PREFLIGHT_KEY"}))
+    assert make_strategy("slm", {}).roles == frozenset({"small"})
+    assert make_strategy("llm", {}).roles == frozenset({"large"})
+    assert make_strategy("shepherd", {}).roles == frozenset({"small", "large"})
+    build_models(cfg, None, preflight=())  # nothing checked, nothing built
+    with pytest.raises(MissingAPIKey, match="SB_PREFLIGHT_KEY is not set"):
+        build_models(cfg, None, preflight=make_strategy("llm", {}).roles)

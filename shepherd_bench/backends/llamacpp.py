@@ -130,6 +130,11 @@ class LlamaCppBackend:
         self._resolved: ResolvedModel | None = None
         self._engine: _Engine | None = None
 
+    def prepare(self) -> None:
+        """Find, fetch if needed and verify the model file (sha256), without loading it."""
+        if self._resolved is None:
+            self._resolved = resolve_model(self.model_spec, progress=self._progress)
+
     def engine(self) -> _Engine:
         if self._engine is None:
             if self._resolved is None:

@@ -91,6 +91,8 @@ class StrategyBase:
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
+    # the models it may call: those are checked before the run starts (API key, model file)
+    roles: ClassVar[frozenset[str]] = frozenset({"small", "large"})
 
     def __init__(self, **kwargs: Any) -> None:
         valid = {p.name: p for p in self.params}

@@ -11,6 +11,7 @@ class SLMOnly(StrategyBase):
     name: ClassVar[str] = "slm"
     kind: ClassVar[str] = "baseline"
     params: ClassVar[tuple[Param, ...]] = ()
+    roles: ClassVar[frozenset[str]] = frozenset({"small"})
 
     def solve(self, queries: list[Query], models: ModelPair) -> list[Attempt]:
         results = models.small.generate([q.request() for q in queries], progress=True)
@@ -21,6 +22,7 @@ class LLMOnly(StrategyBase):
     name: ClassVar[str] = "llm"
     kind: ClassVar[str] = "baseline"
     params: ClassVar[tuple[Param, ...]] = ()
+    roles: ClassVar[frozenset[str]] = frozenset({"large"})
 
     def solve(self, queries: list[Query], models: ModelPair) -> list[Attempt]:
         results = models.large.generate([q.request() for q in queries], progress=True)
