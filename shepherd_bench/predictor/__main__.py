@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--featurizer", default="auto", choices=["auto", "hashed-tfidf", "minilm"])
         p.add_argument("--reactive", action="store_true", help="add the SLM's first samples' features")
         p.add_argument("--threshold", type=float, default=0.5)
+        p.add_argument("--joint-lambda", type=float, default=None, metavar="λ",
+                       help="train both stages jointly on a shared layer: λ * BCE + (1 - λ) * Huber")
         p.add_argument("--llm-price", default="embedded-llm")
         p.add_argument("--slm-price", default="embedded-slm")
         p.add_argument("--prices", type=Path)
@@ -39,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     table = load_prices(a.prices)
     pricing = Pricing(table.get(a.llm_price), table.get(a.slm_price))
-    opts = TrainOptions(featurizer=a.featurizer, reactive=a.reactive, threshold=a.threshold)
+    opts = TrainOptions(featurizer=a.featurizer, reactive=a.reactive, threshold=a.threshold,
+                        joint_lambda=a.joint_lambda, seed=a.seed)
     if a.command == "train":
         data = load_grid_data(a.grid, pricing)
         model = fit(data, opts)
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.command == "cv":
         data = load_grid_data(a.grid, pricing)
-        curve = sweep(f"cv{a.folds}{'-reactive' if a.reactive else ''}", cross_validate(data, opts, a.folds, a.seed),
+        name = f"cv{a.folds}{'-reactive' if a.reactive else ''}{'' if a.joint_lambda is None else f'-joint{a.joint_lambda:g}'}"
+        curve = sweep(name, cross_validate(data, opts, a.folds, a.seed),
                       data, pricing, a.reactive)
     else:
         if a.test_grid is None:

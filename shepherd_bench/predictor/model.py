@@ -3,8 +3,13 @@
 Stage 1 is a class-weighted logistic regression (positives, queries needing a hint, are the minority);
 stage 2 a Huber regression of ``log(1 + n*)`` on the queries that need one, ``n*`` the smallest successful
 hint in LLM tokens. A query is hinted when ``p(need) >= threshold``; a predicted hint of at least
-``full_above`` tokens becomes a full LLM call. Both stages are linear, so a model is saved as JSON
-(spec, scalars, training-data hash) plus an ``.npz`` of arrays, loaded with ``allow_pickle=False``.
+``full_above`` tokens becomes a full LLM call.
+
+Joint training (``TrainOptions.joint_lambda = λ``) fits both heads on one shared hidden layer
+(``tanh``) by minimising ``λ * BCE + (1 - λ) * Huber`` (class-weighted BCE over all queries, Huber over
+those needing a hint, L2 on the weights) with L-BFGS and exact gradients; λ = 1 trains the classifier
+alone, λ = 0 the regression alone. A model is saved as JSON (spec, scalars, training-data hash) plus an
+``.npz`` of arrays (the shared layer too, when joint), loaded with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,13 @@ class HintPredictor:
     threshold: float = 0.5
     full_above: float = 1e9
     meta: dict[str, Any] = field(default_factory=dict)
+    trunk_w: np.ndarray | None = None  # the shared hidden layer of a jointly trained model
+    trunk_b: np.ndarray | None = None
+
+    def _hidden(self, x: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        return x if self.trunk_w is None else np.tanh(x @ self.trunk_w + self.trunk_b)
 
     def features(self, texts: list[str], reactive: np.ndarray | None = None) -> np.ndarray:
         import numpy as np
@@ -51,12 +63,12 @@ class HintPredictor:
     def p_need(self, x: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        return 1.0 / (1.0 + np.exp(-(x @ self.clf_coef + self.clf_intercept)))
+        return 1.0 / (1.0 + np.exp(-(self._hidden(x) @ self.clf_coef + self.clf_intercept)))
 
     def n_hat(self, x: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        return np.maximum(np.expm1(x @ self.reg_coef + self.reg_intercept), 1.0)
+        return np.maximum(np.expm1(self._hidden(x) @ self.reg_coef + self.reg_intercept), 1.0)
 
     def decide(self, x: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Hint tokens per row: 0 (no hint), k, or FULL."""
@@ -73,6 +85,8 @@ class HintPredictor:
         arrays = {"mean": self.mean, "scale": self.scale, "clf_coef": self.clf_coef, "reg_coef": self.reg_coef}
         if self.featurizer.idf is not None:
             arrays["idf"] = self.featurizer.idf
+        if self.trunk_w is not None and self.trunk_b is not None:
+            arrays["trunk_w"], arrays["trunk_b"] = self.trunk_w, self.trunk_b
         np.savez(path / "arrays.npz", **arrays)  # type: ignore[arg-type]
         spec = {"format": FORMAT, "featurizer": self.featurizer.spec(), "reactive": self.reactive,
                 "reactive_features": list(REACTIVE_NAMES) if self.reactive else [],
@@ -99,7 +113,8 @@ class HintPredictor:
                           idf=arrays.get("idf"))
         return cls(feat, bool(spec["reactive"]), arrays["mean"], arrays["scale"], arrays["clf_coef"],
                    float(spec["clf_intercept"]), arrays["reg_coef"], float(spec["reg_intercept"]),
-                   float(spec["threshold"]), float(spec["full_above"]), dict(spec.get("meta", {})))
+                   float(spec["threshold"]), float(spec["full_above"]), dict(spec.get("meta", {})),
+                   arrays.get("trunk_w"), arrays.get("trunk_b"))
 
 
 def decisions(p_need: np.ndarray, n_hat: np.ndarray, threshold: float, full_above: float) -> np.ndarray:
@@ -127,6 +142,10 @@ class TrainOptions:
     huber_alpha: float = 1.0
     threshold: float = 0.5
     full_fraction: float = 0.9  # hints of >= full_fraction x median LLM answer length become full calls
+    joint_lambda: float | None = None  # train both heads jointly on a shared layer: λ BCE + (1 - λ) Huber
+    hidden: int = 16  # width of the shared layer (joint training)
+    joint_max_iter: int = 300  # L-BFGS iterations (joint training)
+    seed: int = 0
 
 
 def train(texts: list[str], n_star: list[int], llm_lengths: list[int], options: TrainOptions = TrainOptions(),
@@ -146,13 +165,21 @@ def train(texts: list[str], n_star: list[int], llm_lengths: list[int], options: 
         mean[: feat.n_features], scale[: feat.n_features] = 0.0, 1.0
     z = (x - mean) / scale
     y = np.asarray(n_star) > 0
-    clf_coef, clf_b = _fit_stage1(z, y, options.C)
-    reg_coef, reg_b = _fit_stage2(z[y], np.log1p(np.asarray(n_star, dtype=float)[y]), options)
+    t = np.log1p(np.asarray(n_star, dtype=float))
+    trunk: tuple[np.ndarray, np.ndarray] | tuple[None, None] = (None, None)
+    if options.joint_lambda is not None and y.any() and not y.all():
+        if not 0.0 <= options.joint_lambda <= 1.0:
+            raise ValueError(f"joint_lambda must lie in [0, 1], got {options.joint_lambda}")
+        jw = fit_joint(z, y, t, options)
+        trunk, clf_coef, clf_b, reg_coef, reg_b = (jw.w, jw.b), jw.a, jw.c, jw.u, jw.v
+    else:  # two separate linear stages (also when one class only: joint training needs both)
+        clf_coef, clf_b = _fit_stage1(z, y, options.C)
+        reg_coef, reg_b = _fit_stage2(z[y], t[y], options)
     full_above = options.full_fraction * float(np.median(llm_lengths)) if llm_lengths else 1e9
     meta = {"n_train": len(texts), "positives": int(y.sum()), "train_hash": data_hash(texts, list(n_star)),
-            "featurizer_used": feat.kind, "options": options.__dict__}
+            "featurizer_used": feat.kind, "options": options.__dict__, "joint": trunk[0] is not None}
     return HintPredictor(feat, options.reactive, mean, scale, clf_coef, clf_b, reg_coef, reg_b,
-                         options.threshold, max(full_above, 1.0), meta)
+                         options.threshold, max(full_above, 1.0), meta, trunk[0], trunk[1])
 
 
 def _fit_stage1(z: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, float]:
@@ -176,3 +203,72 @@ def _fit_stage2(z: np.ndarray, t: np.ndarray, options: TrainOptions) -> tuple[np
     reg = HuberRegressor(epsilon=options.huber_epsilon, alpha=options.huber_alpha, max_iter=500)
     reg.fit(z, t)
     return reg.coef_.astype(np.float64), float(reg.intercept_)
+
+
+@dataclass
+class JointWeights:
+    """Shared layer ``h = tanh(z W + b)``; heads ``logit = h a + c`` and ``log(1 + n) = h u + v``."""
+
+    w: np.ndarray
+    b: np.ndarray
+    a: np.ndarray
+    c: float
+    u: np.ndarray
+    v: float
+
+    def flat(self) -> np.ndarray:
+        import numpy as np
+
+        return np.concatenate([self.w.ravel(), self.b, self.a, [self.c], self.u, [self.v]])
+
+    @classmethod
+    def unflat(cls, theta: np.ndarray, d: int, h: int) -> JointWeights:
+        w, rest = theta[: d * h].reshape(d, h), theta[d * h :]
+        return cls(w, rest[:h], rest[h : 2 * h], float(rest[2 * h]), rest[2 * h + 1 : 3 * h + 1], float(rest[3 * h + 1]))
+
+
+def joint_loss(theta: np.ndarray, z: np.ndarray, y: np.ndarray, t: np.ndarray, lam: float, hidden: int,
+               epsilon: float, alpha: float) -> tuple[float, np.ndarray]:
+    """``λ * class-weighted BCE (mean over all) + (1 - λ) * Huber (mean over positives) + α/2 |weights|²``
+    and its exact gradient in ``theta`` (``JointWeights.flat`` layout)."""
+    import numpy as np
+
+    n, d = z.shape
+    p_w = JointWeights.unflat(theta, d, hidden)
+    yf = y.astype(float)
+    n_pos = max(float(yf.sum()), 1.0)
+    n_neg = max(float(n - yf.sum()), 1.0)
+    cw = np.where(y, n / (2 * n_pos), n / (2 * n_neg))  # scikit-learn's class_weight="balanced"
+    hid = np.tanh(z @ p_w.w + p_w.b)
+    s = hid @ p_w.a + p_w.c
+    bce = np.logaddexp(0.0, s) - yf * s  # -log p(y) with p = sigmoid(s), stable
+    r = np.where(y, hid @ p_w.u + p_w.v - t, 0.0)
+    absr = np.abs(r)
+    hub = np.where(absr <= epsilon, 0.5 * r * r, epsilon * (absr - 0.5 * epsilon))
+    reg = 0.5 * alpha * (float((p_w.w**2).sum()) + float(p_w.a @ p_w.a) + float(p_w.u @ p_w.u))
+    loss = lam * float((cw * bce).sum()) / n + (1 - lam) * float(hub[y].sum()) / n_pos + reg
+    ds = lam * cw * (1.0 / (1.0 + np.exp(-s)) - yf) / n
+    dr = (1 - lam) * np.where(y, np.clip(r, -epsilon, epsilon), 0.0) / n_pos
+    dhid = np.outer(ds, p_w.a) + np.outer(dr, p_w.u)
+    da_pre = dhid * (1.0 - hid * hid)
+    grad = JointWeights(z.T @ da_pre + alpha * p_w.w, da_pre.sum(axis=0), hid.T @ ds + alpha * p_w.a,
+                        float(ds.sum()), hid.T @ dr + alpha * p_w.u, float(dr.sum()))
+    return loss, grad.flat()
+
+
+def fit_joint(z: np.ndarray, y: np.ndarray, t: np.ndarray, options: TrainOptions) -> JointWeights:
+    """Minimise :func:`joint_loss` with L-BFGS from a seeded small random start."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    lam = float(options.joint_lambda if options.joint_lambda is not None else 0.5)
+    n, d = z.shape
+    h = max(1, options.hidden)
+    rng = np.random.default_rng(options.seed)
+    start = JointWeights(rng.normal(0.0, 1.0 / np.sqrt(max(d, 1)), (d, h)), np.zeros(h),
+                         rng.normal(0.0, 1.0 / np.sqrt(h), h), 0.0, rng.normal(0.0, 1.0 / np.sqrt(h), h),
+                         float(t[y].mean()) if y.any() else 0.0)
+    alpha = 1.0 / (options.C * n)  # the classifier's C, as an L2 strength per example
+    res = minimize(joint_loss, start.flat(), args=(z, y, t, lam, h, options.huber_epsilon, alpha), jac=True,
+                   method="L-BFGS-B", options={"maxiter": options.joint_max_iter})
+    return JointWeights.unflat(res.x, d, h)
