@@ -236,13 +236,17 @@ def full_row(qid: str, level: float, llm: dict[str, Any], score: Score) -> dict[
     return row
 
 
+def mean_logprob(logprobs: list[float] | None) -> float | None:
+    """A sample's mean token log-probability (None without log-probabilities)."""
+    return (sum(logprobs) / len(logprobs)) if logprobs else None
+
+
 def slm_row(qid: str, level: float, k: int, llm: dict[str, Any], sample: int, seed: int,
             res: GenResult, score: Score | None) -> dict[str, Any]:
     row = _base_row(qid, level, k, False, llm)
-    lps = res.token_logprobs or []
     row.update(sample=sample, seed=seed, slm_input_tokens=res.input_tokens,
                slm_output_tokens=res.output_tokens, slm_cached_input_tokens=res.cached_input_tokens,
-               slm_mean_logprob=(sum(lps) / len(lps)) if lps else None, slm_finish_reason=res.finish_reason,
+               slm_mean_logprob=mean_logprob(res.token_logprobs), slm_finish_reason=res.finish_reason,
                slm_latency_s=round(res.latency_s, 4), text=res.text, error=res.error)
     row.update(_score_fields(score, res.error))
     return row

@@ -3,7 +3,10 @@
 Labels: ``n*`` = hint tokens of the oracle's choice (the smallest successful level; the full answer's
 length when only it succeeds); queries no level solves get ``n* = 0`` (no hint helps, so paying for one
 is waste). A predicted ``k`` is replayed at the smallest grid level with at least ``k`` tokens.
-Reactive models pay for their SLM samples: the level-0 samples' SLM tokens are added to every query.
+Reactive models pay for their SLM samples: the level-0 samples' SLM tokens are added to every query, and
+a no-hint decision costs nothing more (its answer is one of those samples, scored as level 0 is: the
+mean correctness over the level's samples, i.e. the expected correctness of one sample). Live, the
+shepherd strategy draws the same samples and answers a no-hint query with its first sample.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class GridData:
     slm_sample_tokens: np.ndarray | None
     rows: pd.DataFrame  # the grid rows
     lt: pd.DataFrame  # the level table
+    sampling: dict[str, Any] | None = None  # how the grid drew its level-0 samples (from its manifest)
 
 
 def grid_labels(lt: pd.DataFrame) -> pd.DataFrame:
@@ -48,17 +52,18 @@ def grid_labels(lt: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_grid_data(grid: Path, pricing: Pricing | None = None) -> GridData:
-    from ..grid import load_grid, load_llm_answers
+    from ..grid import load_grid, load_llm_answers, load_manifest
     from ..prices import Price
     from ..replay import Pricing, level_table
 
     rows = load_grid(grid)
     free = Price("free", 0.0, 0.0, 0.0)
     lt = level_table(rows, pricing or Pricing(free, free))
-    return grid_data(rows, lt, load_llm_answers(grid))
+    return grid_data(rows, lt, load_llm_answers(grid), load_manifest(grid).get("spec"))
 
 
-def grid_data(rows: pd.DataFrame, lt: pd.DataFrame, llm: dict[str, dict[str, Any]]) -> GridData:
+def grid_data(rows: pd.DataFrame, lt: pd.DataFrame, llm: dict[str, dict[str, Any]],
+              spec: dict[str, Any] | None = None) -> GridData:
     lab = grid_labels(lt)
     ids = list(lab.index)
     texts = [str(llm.get(q, {}).get("prompt", "")) for q in ids]
@@ -66,7 +71,17 @@ def grid_data(rows: pd.DataFrame, lt: pd.DataFrame, llm: dict[str, dict[str, Any
     has = react["n_samples"].notna().all() and int(react["n_samples"].min()) >= 2
     return GridData(ids, texts, [int(x) for x in lab["n_star"]], [int(x) for x in lab["llm_len"]],
                     react[list(REACTIVE_NAMES)].to_numpy(float) if has else None,
-                    react["slm_sample_tokens"].to_numpy(float) if has else None, rows, lt)
+                    react["slm_sample_tokens"].to_numpy(float) if has else None, rows, lt,
+                    reactive_sampling(react, spec) if has else None)
+
+
+def reactive_sampling(react: pd.DataFrame, spec: dict[str, Any] | None) -> dict[str, Any]:
+    """What a live run must draw to serve the reactive features: the samples read per query and the
+    grid's temperature and seed (None where the manifest does not say)."""
+    spec = spec or {}
+    temp = spec.get("temperature")
+    return {"samples": int(react["n_samples"].min()), "temperature": None if temp is None else float(temp),
+            "grid_seed": spec.get("seed")}
 
 
 def fit(data: GridData, options: TrainOptions, idx: Any = None) -> HintPredictor:
@@ -78,8 +93,11 @@ def fit(data: GridData, options: TrainOptions, idx: Any = None) -> HintPredictor
         if data.reactive is None:
             raise ValueError("reactive features need >= 2 SLM samples at level 0 (grid --samples 3)")
         react = data.reactive[i]
-    return train([data.texts[j] for j in i], [data.n_star[j] for j in i], [data.llm_len[j] for j in i],
-                 options, react)
+    model = train([data.texts[j] for j in i], [data.n_star[j] for j in i], [data.llm_len[j] for j in i],
+                  options, react)
+    if options.reactive and data.sampling is not None:
+        model.meta["reactive_sampling"] = dict(data.sampling)
+    return model
 
 
 def predict(model: HintPredictor, data: GridData, idx: Any = None) -> tuple[np.ndarray, np.ndarray]:

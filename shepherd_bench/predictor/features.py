@@ -117,18 +117,18 @@ def choose_featurizer(kind: str = "auto") -> Featurizer:
 
 def reactive_table(grid_rows: pd.DataFrame, first: int = 3) -> pd.DataFrame:
     """Per query, from the first ``first`` SLM samples at level 0: agreement, lengths, mean log-prob,
-    and the SLM tokens those samples cost."""
-    import numpy as np
+    and the SLM tokens those samples cost. Each query's samples go through
+    ``reactive.reactive_features``, the function the live shepherd strategy calls on its own samples."""
+    import pandas as pd
+
+    from .reactive import FEATURE_COLUMNS, ReactiveSample, reactive_features
 
     z = grid_rows[(grid_rows["level"] == 0) & ~grid_rows["full"].astype(bool)]
-    z = z[z["sample"] < first]
-    key = z["extracted"].where(z["extracted"].notna(), z["text"].astype(str).str.strip())
-    z = z.assign(key=key, loglen=np.log1p(z["slm_output_tokens"].astype(float)),
-                 lp=z["slm_mean_logprob"].astype(float).fillna(0.0),
-                 tok=z["slm_input_tokens"] + z["slm_output_tokens"])
-    g = z.groupby("query_id")
-    out = g.agg(log_len_mean=("loglen", "mean"), log_len_std=("loglen", "std"), mean_logprob=("lp", "mean"),
-                n_samples=("key", "size"), slm_sample_tokens=("tok", "sum"))
-    out["agreement"] = g["key"].agg(lambda s: s.value_counts().iloc[0] / len(s))
-    out["log_len_std"] = out["log_len_std"].fillna(0.0)
-    return out[[*REACTIVE_NAMES, "slm_sample_tokens"]]
+    z = z[z["sample"] < first].sort_values(["query_id", "sample"], kind="stable")
+    by_query: dict[Any, list[ReactiveSample]] = {}
+    cols = ("query_id", "extracted", "text", "slm_output_tokens", "slm_mean_logprob", "slm_input_tokens")
+    for qid, *fields in zip(*(z[c] for c in cols), strict=True):
+        by_query.setdefault(qid, []).append(ReactiveSample.from_row(*fields))
+    rows = {qid: reactive_features(samples, first) for qid, samples in by_query.items()}
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=list(FEATURE_COLUMNS))
+    return out.rename_axis("query_id").astype(float)

@@ -4,7 +4,12 @@ Policies (``-S policy=``):
 - ``fixed``: k from ``hint_tokens`` or, live, ``hint_fraction`` x an *estimated* full-answer length
   (``expected_answer_tokens``, else the per-task table below; the decision says it was an estimate).
 - ``predicted``: k from a ``HintPolicy`` loaded from ``-S predictor=PATH`` (built by the grid/predictor
-  commands), or injected with ``Shepherd.with_policy``.
+  commands), or injected with ``Shepherd.with_policy``. A *reactive* policy (``policy.reactive``) also
+  reads the SLM's first samples: they are drawn first, for every query in ONE call, exactly as the grid
+  drew them at level 0 (the samples and temperature recorded with the predictor, else ``samples`` /
+  ``temperature``; seeds ``seed + s``; log-probabilities on), and featurised by the same function as in
+  training (``predictor.reactive``). Their calls are recorded and paid. A no-hint decision answers with
+  the first sample (no further call), as the replay prices it.
 - ``adaptive``: grow the hint over ``steps`` (e.g. ``0,16,64,full``) until ``samples`` SLM samples agree
   (self-consistency, see ``consistency.py``); every round's calls are paid and recorded.
 
@@ -19,8 +24,9 @@ still active.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal, Protocol, TypeAlias
+from typing import Any, ClassVar, Literal, Protocol, TypeAlias, cast
 
 from ..backends.base import GenResult, Message, Role
 from ..backends.meter import CallRecord
@@ -42,9 +48,21 @@ IN_PROMPT_TEMPLATE = (
 
 
 class HintPolicy(Protocol):
-    """Chooses a hint size per query: a token count (0 = no hint) or ``"full"`` (the LLM answers)."""
+    """Chooses a hint size per query: a token count (0 = no hint) or ``"full"`` (the LLM answers).
+
+    A policy with ``reactive = True`` is called as ``hint_for(query, reactive=features)`` with the SLM's
+    first samples' features (``predictor.reactive.reactive_features``); it may carry ``sampling``, a dict
+    with the ``samples`` and ``temperature`` those were drawn with in training."""
 
     def hint_for(self, query: Query) -> HintSize: ...
+
+
+class ReactiveHintPolicy(Protocol):
+    """A ``HintPolicy`` that also reads the SLM's first samples' features."""
+
+    reactive: bool
+
+    def hint_for(self, query: Query, reactive: Mapping[str, float] | None = None) -> HintSize: ...
 
 
 @dataclass(frozen=True)
@@ -134,6 +152,8 @@ class _State:
     done: bool = False
     hint: str = ""
     hint_tokens: int = 0
+    samples: list[GenResult] = field(default_factory=list)  # the SLM's first samples (reactive policy)
+    features: dict[str, float] = field(default_factory=dict)
 
     def record(self, role: Role, res: GenResult, purpose: str) -> bool:
         """Record the call; on a failed call finish with an error. True when the call succeeded."""
@@ -163,8 +183,10 @@ class Shepherd(StrategyBase):
         Param("policy", str, "fixed", "how k is chosen", ("fixed", "adaptive", "predicted")),
         Param("predictor", str, "", "trained hint predictor (policy=predicted)"),
         Param("steps", str, "0,16,64,full", "hint sizes tried in order (policy=adaptive)"),
-        Param("samples", int, 3, "SLM samples per round for the self-consistency check (policy=adaptive)"),
-        Param("temperature", float, 0.7, "SLM sampling temperature for the check (policy=adaptive)"),
+        Param("samples", int, 3, "SLM samples per round for the self-consistency check (policy=adaptive); "
+              "first samples for a reactive predictor without recorded ones"),
+        Param("temperature", float, 0.7, "SLM sampling temperature for the check (policy=adaptive) or a "
+              "reactive predictor's first samples without a recorded one"),
         Param("min_agreement", float, 0.67, "share of samples that must agree to stop (policy=adaptive)"),
         Param("task_kind", str, "auto", "math or code agreement / length table (auto: from the query)",
               ("auto", "math", "code")),
@@ -184,6 +206,7 @@ class Shepherd(StrategyBase):
             raise ParamError("strategy 'shepherd': policy=adaptive needs samples >= 2 to check agreement")
         self.steps = parse_steps(c["steps"])
         self.hint_policy: HintPolicy | None = None
+        self.given = frozenset(kwargs)
 
     def with_policy(self, policy: HintPolicy) -> Shepherd:
         """Use ``policy`` to choose hint sizes (how a trained predictor plugs in programmatically)."""
@@ -214,14 +237,64 @@ class Shepherd(StrategyBase):
     def _solve_once(self, states: list[_State], models: ModelPair) -> None:
         policy = self._policy()
         explain = getattr(policy, "explain", None)
-        sizes: list[HintSize] = [policy.hint_for(s.query) for s in states]
-        for s, k in zip(states, sizes, strict=True):
-            s.decision = {"policy": self.config["policy"], "mode": self.config["mode"], "hint_target": k}
+        reactive = bool(getattr(policy, "reactive", False))
+        for s in states:
+            s.decision = {"policy": self.config["policy"], "mode": self.config["mode"]}
+        if reactive:
+            self._first_samples(states, policy, models)
+        active = [s for s in states if not s.done]  # a failed sample call ends its query with an error
+        sizes: list[HintSize] = []
+        for s in active:  # explained right after its decision: a policy explains its latest one
+            k = (cast(ReactiveHintPolicy, policy).hint_for(s.query, reactive=s.features) if reactive
+                 else policy.hint_for(s.query))
+            sizes.append(k)
+            s.decision["hint_target"] = k
             if explain is not None:
                 s.decision.update(explain(s.query))
-        self._llm_stage(states, sizes, models)
-        pending = [s for s in states if not s.done]
+        self._llm_stage(active, sizes, models)
+        if reactive:
+            for s, k in zip(active, sizes, strict=True):
+                if k == 0:  # no hint: the first sample is the answer (no second SLM call)
+                    s.decision["answer_sample"] = 0
+                    s.finish(s.samples[0].text)
+        pending = [s for s in active if not s.done]
         self._slm_stage(pending, models)
+
+    def _sampling(self, policy: HintPolicy) -> tuple[int, float]:
+        """Samples and temperature of a reactive policy's first samples: as recorded in training, else
+        the ``samples`` / ``temperature`` parameters (at most ``FIRST_SAMPLES``: no more are read)."""
+        from ..predictor.reactive import FIRST_SAMPLES
+
+        c = self.config
+        rec = getattr(policy, "sampling", None) or {}
+        for name in ("samples", "temperature"):
+            want = rec.get(name)
+            if want is not None and name in self.given and c[name] != want:
+                raise ParamError(f"strategy 'shepherd': -S {name}={c[name]} but the reactive predictor was "
+                                 f"trained on {name}={want}; drop -S {name} (its features would not match)")
+        n = int(rec["samples"]) if rec.get("samples") is not None else min(c["samples"], FIRST_SAMPLES)
+        t = float(rec["temperature"]) if rec.get("temperature") is not None else c["temperature"]
+        if n < 2 or t <= 0:
+            raise ParamError(f"strategy 'shepherd': a reactive predictor needs >= 2 SLM samples at a "
+                             f"temperature > 0 (got samples={n}, temperature={t:g})")
+        return n, t
+
+    def _first_samples(self, states: list[_State], policy: HintPolicy, models: ModelPair) -> None:
+        """Draw every query's first SLM samples (one call) and featurise them into ``_State.features``."""
+        from ..predictor.reactive import ReactiveSample, reactive_features, sample_requests
+
+        n, t = self._sampling(policy)
+        reqs = [r for s in states for r in sample_requests(s.query, n, t, models.seed)]
+        results = models.small.generate(reqs)
+        for i, s in enumerate(states):
+            group = results[i * n : (i + 1) * n]
+            s.decision.update(reactive_samples=n, sample_temperature=t)
+            if not all([s.record("small", r, "sample") for r in group]):
+                continue
+            kind = query_kind(s.query, self.config["task_kind"])
+            s.samples = group
+            s.features = reactive_features([ReactiveSample.from_result(r, kind) for r in group])
+            s.decision["slm_sample_tokens"] = int(s.features["slm_sample_tokens"])
 
     def _llm_stage(self, states: list[_State], sizes: list[HintSize], models: ModelPair) -> None:
         """One LLM call for every query needing a hint (max_tokens=k) or the full answer."""
