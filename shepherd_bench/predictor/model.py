@@ -269,6 +269,9 @@ def fit_joint(z: np.ndarray, y: np.ndarray, t: np.ndarray, options: TrainOptions
                          rng.normal(0.0, 1.0 / np.sqrt(h), h), 0.0, rng.normal(0.0, 1.0 / np.sqrt(h), h),
                          float(t[y].mean()) if y.any() else 0.0)
     alpha = 1.0 / (options.C * n)  # the classifier's C, as an L2 strength per example
-    res = minimize(joint_loss, start.flat(), args=(z, y, t, lam, h, options.huber_epsilon, alpha), jac=True,
-                   method="L-BFGS-B", options={"maxiter": options.joint_max_iter})
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # small matrices: BLAS threads only contend (badly so on a busy machine)
+        res = minimize(joint_loss, start.flat(), args=(z, y, t, lam, h, options.huber_epsilon, alpha),
+                       jac=True, method="L-BFGS-B", options={"maxiter": options.joint_max_iter})
     return JointWeights.unflat(res.x, d, h)
