@@ -295,9 +295,9 @@ def build_grid(task: Task, docs: list[Doc], models: ModelPair, spec: GridSpec, s
     for start in range(0, len(docs), step):
         part = docs[start : start + step]
         chunk = _Chunk(part, {d.id: task.query(d) for d in part}, llm_all, done)
-        _ensure_llm(task, chunk, models, store, stats)
+        _ensure_llm(task, chunk, models, store, stats, progress)
         for level in spec.all_levels() if spec.kind == "fraction" else _token_levels(spec, chunk):
-            _run_level(task, chunk, level, models, spec, store, stats, workers)
+            _run_level(task, chunk, level, models, spec, store, stats, workers, progress)
             if progress:
                 print(f"grid: queries {start + 1}-{start + len(part)} level {level:g} done", file=sys.stderr)
     stats.wall_s = time.perf_counter() - t0
@@ -324,12 +324,13 @@ def _done_groups(rows: Iterable[dict[str, Any]], samples: int) -> dict[tuple[str
     return out
 
 
-def _ensure_llm(task: Task, chunk: _Chunk, models: ModelPair, store: GridStore, stats: GridStats) -> None:
+def _ensure_llm(task: Task, chunk: _Chunk, models: ModelPair, store: GridStore, stats: GridStats,
+                progress: bool = False) -> None:
     missing = [d for d in chunk.docs if d.id not in chunk.llm]
     if not missing:
         return
     reqs = [chunk.queries[d.id].request(logprobs=True) for d in missing]
-    results = models.large.generate(reqs, progress=False)
+    results = models.large.generate(reqs, progress=progress)
     stats.llm_calls += 1
     fresh = []
     for d, res in zip(missing, results, strict=True):
@@ -352,7 +353,7 @@ def _stopped(chunk: _Chunk, qid: str, level: float, spec: GridSpec) -> bool:
 
 
 def _run_level(task: Task, chunk: _Chunk, level: float, models: ModelPair, spec: GridSpec,
-               store: GridStore, stats: GridStats, workers: int | None) -> None:
+               store: GridStore, stats: GridStats, workers: int | None, progress: bool = False) -> None:
     full_todo: list[Doc] = []
     slm_todo: list[tuple[Doc, int, int]] = []  # (doc, k, sample)
     for d in chunk.docs:
@@ -367,7 +368,7 @@ def _run_level(task: Task, chunk: _Chunk, level: float, models: ModelPair, spec:
         else:
             slm_todo.extend((d, k, s) for s in range(spec.samples))
     rows = _full_rows(task, chunk, level, full_todo, workers)
-    rows += _slm_rows(task, chunk, level, slm_todo, models, spec, stats, workers)
+    rows += _slm_rows(task, chunk, level, slm_todo, models, spec, stats, workers, progress)
     store.append(store.grid_path, rows)
     stats.rows_written += len(rows)
     for r in rows:
@@ -383,13 +384,13 @@ def _full_rows(task: Task, chunk: _Chunk, level: float, docs: list[Doc], workers
 
 
 def _slm_rows(task: Task, chunk: _Chunk, level: float, todo: list[tuple[Doc, int, int]], models: ModelPair,
-              spec: GridSpec, stats: GridStats, workers: int | None) -> list[dict[str, Any]]:
+              spec: GridSpec, stats: GridStats, workers: int | None, progress: bool = False) -> list[dict[str, Any]]:
     if not todo:
         return []
     hints = [hint_text(chunk.llm[d.id], k) for d, k, _ in todo]
     reqs = [slm_request(chunk.queries[d.id], h, k, spec, s, logprobs=level == 0)
             for (d, k, s), h in zip(todo, hints, strict=True)]
-    results = models.small.generate(reqs, progress=False)  # ONE batched call per level
+    results = models.small.generate(reqs, progress=progress)  # ONE batched call per level
     stats.slm_calls += 1
     stats.slm_requests += len(reqs)
     ok = [i for i, r in enumerate(results) if r.ok]
