@@ -51,3 +51,16 @@ def test_shepherd_in_prompt_and_cascade_logprob_run(models: ModelPair) -> None:
     assert a.error is None and a.decision["mode"] == "in_prompt"
     attempts = make_strategy("cascade-logprob", {"threshold": "-100"}).solve(QUERIES, models)
     assert all(a.decision["deferred"] is False and a.decision["score"] <= 0 for a in attempts)
+
+
+def test_adaptive_shepherd_checks_docstring_examples_on_the_real_model(models: ModelPair) -> None:
+    """Code with a doctest example: each round's samples run on it in the real sandbox."""
+    prompt = 'def add(a, b):\n    """Return a + b.\n    >>> add(2, 3)\n    5\n    """\n'
+    q = Query("add-doc", (Message("system", "You are an expert Python programmer."),
+                          Message("user", f"Complete this function in a ```python block.\n{prompt}")), 48,
+              kind="code", public_examples=">>> add(2, 3)\n5")
+    (a,) = make_strategy("shepherd", {"policy": "adaptive", "steps": "0,8", "samples": "2"}).solve([q], models)
+    assert a.error is None, a.error
+    rounds = a.decision["rounds"]
+    assert rounds and all(r["check"] == "examples" and r["examples"] == 1 for r in rounds)
+    assert a.decision["check_passed"] == (rounds[-1]["passing"] > 0)

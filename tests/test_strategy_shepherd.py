@@ -159,11 +159,13 @@ def test_adaptive_grows_the_hint_until_samples_agree() -> None:
     assert [r.max_tokens for r in lg.requests] == [4, 4, 200]
 
     assert a0.answer == "so #### 7" and [c.purpose for c in a0.calls] == ["sample"] * 3
-    assert a0.decision["rounds"] == [{"hint_tokens": 0, "agreement": 1.0}] and a0.decision["check_passed"]
+    assert a0.decision["rounds"] == [{"hint_tokens": 0, "check": "agreement", "agreement": 1.0}]
+    assert a0.decision["check_passed"]
 
     assert a1.answer == hint_of(4) + "so #### 7"
     assert [c.purpose for c in a1.calls] == ["sample"] * 3 + ["hint"] + ["sample"] * 3
-    assert a1.decision["rounds"] == [{"hint_tokens": 0, "agreement": 0.3333}, {"hint_tokens": 4, "agreement": 1.0}]
+    assert a1.decision["rounds"] == [{"hint_tokens": 0, "check": "agreement", "agreement": 0.3333},
+                                     {"hint_tokens": 4, "check": "agreement", "agreement": 1.0}]
     assert a1.decision["hint_target"] == 4 and a1.decision["hint_tokens"] == 4
     assert sum(c.output_tokens for c in a1.calls if c.role == "large") == 4
 
@@ -186,3 +188,34 @@ def test_adaptive_code_agreement_ignores_formatting() -> None:
     q = Query("c0", (Message("user", "write add"),), 100, kind="code")
     (a,), _, lg = solve({"policy": "adaptive", "steps": "0,full", "samples": "3"}, [q], small=small)
     assert lg.requests == [] and a.decision["check_passed"] is True
+
+
+ADD_PROMPT = '''def add(a: int, b: int) -> int:
+    """Add two numbers.
+    >>> add(2, 3)
+    5
+    >>> add(-1, 1)
+    0
+    """
+'''
+
+
+def test_adaptive_code_runs_the_docstring_examples() -> None:
+    """With doctest examples, a round passes when a sample passes them all in the sandbox, even if the
+    samples disagree; agreement alone does not pass a round whose samples all fail the examples."""
+    from shepherd_bench.tasks.humaneval import docstring_examples
+
+    llm_answer = "```python\ndef add(a, b):\n    return a + b\n```"  # 4-token hint: "```python\ndef add(a, b):\n    "
+
+    def small(r: GenRequest) -> str:
+        if not r.prefix:  # no hint: three identical wrong programs (they agree)
+            return "```python\ndef add(a, b):\n    return a - b\n```"
+        return ("return a + b" if r.seed == 1 else "return 0") + "\n```"  # one right sample of three
+
+    q = Query("he0", (Message("user", ADD_PROMPT),), 100, kind="code", public_examples=docstring_examples(ADD_PROMPT))
+    (a,), _, lg = solve({"policy": "adaptive", "steps": "0,4,full", "samples": "3"}, [q], small=small,
+                        large=lambda r: llm_answer)
+    assert a.decision["rounds"] == [{"hint_tokens": 0, "check": "examples", "examples": 2, "passing": 0},
+                                    {"hint_tokens": 4, "check": "examples", "examples": 2, "passing": 1}]
+    assert a.decision["check_passed"] is True and a.answer == "```python\ndef add(a, b):\n    return a + b\n```"
+    assert len(lg.requests) == 1  # one 4-token hint; the full answer was never needed

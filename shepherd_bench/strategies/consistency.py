@@ -6,8 +6,8 @@ It reads only the samples themselves (never gold answers or grading tests):
   which drops comments, docstrings and formatting; unparsable code falls back to whitespace-collapsed
   text).
 
-Future work: for code, run each sample on the examples written in the prompt's docstring
-(``Query.public_examples``) inside the sandbox and let agreement of outputs decide.
+For code whose prompt has doctest examples, the adaptive shepherd runs the samples on them instead
+(``examples_check.py``).
 """
 
 from __future__ import annotations

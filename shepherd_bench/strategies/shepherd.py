@@ -10,8 +10,10 @@ Policies (``-S policy=``):
   ``temperature``; seeds ``seed + s``; log-probabilities on), and featurised by the same function as in
   training (``predictor.reactive``). Their calls are recorded and paid. A no-hint decision answers with
   the first sample (no further call), as the replay prices it.
-- ``adaptive``: grow the hint over ``steps`` (e.g. ``0,16,64,full``) until ``samples`` SLM samples agree
-  (self-consistency, see ``consistency.py``); every round's calls are paid and recorded.
+- ``adaptive``: grow the hint over ``steps`` (e.g. ``0,16,64,full``) until a check passes: for code
+  whose prompt has doctest examples, a sample passes them all in the sandbox (``examples_check.py``;
+  never the grading tests); otherwise ``samples`` SLM samples agree (self-consistency,
+  ``consistency.py``). Every round's calls are paid and recorded.
 
 Insertion (``-S mode=``): ``prefill`` continues the assistant turn that starts with the hint (graded
 answer = hint + continuation; the continuation gets the rest of the task's token budget); ``in_prompt``
@@ -33,6 +35,7 @@ from ..backends.meter import CallRecord
 from ..errors import UserError
 from .base import Attempt, ModelPair, Param, ParamError, Query, StrategyBase, query_kind
 from .consistency import agreement
+from .examples_check import Example, check_samples, doctest_examples
 
 HintSize: TypeAlias = int | Literal["full"]
 
@@ -361,14 +364,30 @@ class Shepherd(StrategyBase):
             reqs += [q.request(prefix=prefix, max_tokens=budget, temperature=c["temperature"],
                                seed=models.seed + j) for j in range(n)]
         results = models.small.generate(reqs)
+        rounds: list[tuple[_State, list[str], list[Example]]] = []
         for idx, s in enumerate(states):
             group = results[idx * n : (idx + 1) * n]
             if not all([s.record("small", r, "sample") for r in group]):
                 continue
             texts = [self._graded(s, r.text) for r in group]
-            agree = agreement(texts, query_kind(s.query, c["task_kind"]))
-            passed = agree.fraction >= c["min_agreement"]
-            s.decision["rounds"].append({"hint_tokens": s.hint_tokens, "agreement": round(agree.fraction, 4)})
+            code = query_kind(s.query, c["task_kind"]) == "code"
+            rounds.append((s, texts, doctest_examples(s.query.public_examples) if code else []))
+        with_examples = [(texts, ex) for _, texts, ex in rounds if ex]
+        checks = iter(check_samples(with_examples) if with_examples else [])
+        for s, texts, examples in rounds:
+            if examples:  # code with docstring examples: a sample that passes them all
+                check = next(checks)
+                choice = check.choice
+                passed = choice is not None
+                s.decision["rounds"].append({"hint_tokens": s.hint_tokens, "check": "examples",
+                                             "examples": check.examples, "passing": sum(check.passing)})
+                if not passed:  # on the last step, fall back to the most agreeing sample
+                    choice = agreement(texts, "code").choice
+            else:  # self-consistency
+                agree = agreement(texts, query_kind(s.query, c["task_kind"]))
+                passed, choice = agree.fraction >= c["min_agreement"], agree.choice
+                s.decision["rounds"].append({"hint_tokens": s.hint_tokens, "check": "agreement",
+                                             "agreement": round(agree.fraction, 4)})
             if passed or last:
                 s.decision["check_passed"] = passed
-                s.finish(texts[agree.choice])
+                s.finish(texts[choice if choice is not None else 0])
