@@ -364,30 +364,28 @@ class Shepherd(StrategyBase):
             reqs += [q.request(prefix=prefix, max_tokens=budget, temperature=c["temperature"],
                                seed=models.seed + j) for j in range(n)]
         results = models.small.generate(reqs)
-        rounds: list[tuple[_State, list[str], list[Example]]] = []
+        rounds: list[tuple[_State, list[str], str, list[Example]]] = []
         for idx, s in enumerate(states):
             group = results[idx * n : (idx + 1) * n]
             if not all([s.record("small", r, "sample") for r in group]):
                 continue
             texts = [self._graded(s, r.text) for r in group]
-            code = query_kind(s.query, c["task_kind"]) == "code"
-            rounds.append((s, texts, doctest_examples(s.query.public_examples) if code else []))
-        with_examples = [(texts, ex) for _, texts, ex in rounds if ex]
-        checks = iter(check_samples(with_examples) if with_examples else [])
-        for s, texts, examples in rounds:
+            kind = query_kind(s.query, c["task_kind"])
+            rounds.append((s, texts, kind, doctest_examples(s.query.public_examples) if kind == "code" else []))
+        checks = iter(check_samples([(texts, ex) for _, texts, _, ex in rounds if ex]))
+        for s, texts, kind, examples in rounds:
             if examples:  # code with docstring examples: a sample that passes them all
                 check = next(checks)
-                choice = check.choice
-                passed = choice is not None
+                passed = check.choice is not None
+                # on the last step without a passing sample, the most agreeing sample
+                choice = check.choice if check.choice is not None else agreement(texts, kind).choice
                 s.decision["rounds"].append({"hint_tokens": s.hint_tokens, "check": "examples",
                                              "examples": check.examples, "passing": sum(check.passing)})
-                if not passed:  # on the last step, fall back to the most agreeing sample
-                    choice = agreement(texts, "code").choice
             else:  # self-consistency
-                agree = agreement(texts, query_kind(s.query, c["task_kind"]))
+                agree = agreement(texts, kind)
                 passed, choice = agree.fraction >= c["min_agreement"], agree.choice
                 s.decision["rounds"].append({"hint_tokens": s.hint_tokens, "check": "agreement",
                                              "agreement": round(agree.fraction, 4)})
             if passed or last:
                 s.decision["check_passed"] = passed
-                s.finish(texts[choice if choice is not None else 0])
+                s.finish(texts[choice])
