@@ -8,7 +8,6 @@ import random
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from shepherd_bench.predictor import load_policy
@@ -135,4 +134,3 @@ def test_reactive_features_and_full_conversion(grid: tuple[Path, dict[str, int]]
     model.full_above = 1.0
     x = model.features(["zebra apple apple apple"])
     assert int(model.decide(x)[0]) == FULL
-    assert isinstance(pd.Series(dtype=float), pd.Series)
