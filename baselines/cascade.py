@@ -187,7 +187,7 @@ class CascadeFrugal(CascadeStrategy):
     params: ClassVar[tuple[Param, ...]] = (
         Param("threshold", float, 0.5, "defer when P(SLM answer correct) < threshold"),
         Param("llm_fraction", float, None, "instead of threshold: calibrate it to defer this share (held-out labels)"),
-        Param("labels", str, "", "JSONL labels with slm_answer and slm_correct, from the grid command"),
+        Param("labels", str, "", "JSONL labels with slm_answer and slm_correct: replay --export-labels"),
         Param("calib_fraction", float, 0.2, "share of label rows held out for calibration (no split field)"),
         Param("C", float, 1.0, "inverse regularisation strength"),
         Param("seed", int, 0, "added to the run seed"),
@@ -196,7 +196,7 @@ class CascadeFrugal(CascadeStrategy):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not self.config["labels"]:
-            raise ParamError("strategy 'cascade-frugal' needs -S labels=PATH (JSONL labels, from the grid command)")
+            raise ParamError("strategy 'cascade-frugal' needs -S labels=PATH (JSONL labels: shepherd-bench replay --grid G --export-labels FILE)")
         self._fitted: tuple[FrugalScorer, Splits] | None = None
 
     def scorer(self, models: ModelPair) -> tuple[FrugalScorer, Splits]:

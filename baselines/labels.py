@@ -1,6 +1,7 @@
 """Per-query correctness labels that train routers and learned deferral scorers.
 
-A labels file is JSONL, one object per query (the grid command writes them)::
+A labels file is JSONL, one object per query (``shepherd-bench replay --grid G --export-labels FILE``
+writes them from a hint grid)::
 
     {"query_id": "gsm8k/12", "text": "<user turn>", "slm_correct": true, "llm_correct": true,
      "slm_answer": "<the SLM's answer text, for cascade-frugal>", "split": "train"}
@@ -46,9 +47,9 @@ class Splits:
 def load_labels(path: str | Path) -> list[LabelRow]:
     p = Path(path)
     if not str(path):
-        raise UserError("this strategy needs -S labels=PATH (a JSONL labels file, written by the grid command)")
+        raise UserError("this strategy needs -S labels=PATH (a JSONL labels file: shepherd-bench replay --grid G --export-labels FILE)")
     if not p.is_file():
-        raise UserError(f"labels file {str(p)!r} not found (write one with the grid command)")
+        raise UserError(f"labels file {str(p)!r} not found (write one with shepherd-bench replay --grid G --export-labels FILE)")
     rows = []
     for n, line in enumerate(p.read_text().splitlines(), 1):
         if line.strip():
@@ -56,6 +57,11 @@ def load_labels(path: str | Path) -> list[LabelRow]:
     if not rows:
         raise UserError(f"labels file {str(p)!r} is empty")
     return rows
+
+
+def label_rows(dicts: list[dict[str, object]], where: str = "labels") -> list[LabelRow]:
+    """Label rows from already-parsed objects (e.g. built from a hint grid by the replay)."""
+    return [_row(d, Path(where), n) for n, d in enumerate(dicts, 1)]
 
 
 def _row(d: dict[str, object], path: Path, n: int) -> LabelRow:

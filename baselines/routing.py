@@ -28,7 +28,7 @@ from shepherd_bench.strategies.base import (
 )
 
 from .features import Featurizer, featurizer_name, make_featurizer
-from .labels import LabelRow, Splits, _unit, assert_disjoint, load_labels, split_rows
+from .labels import LabelRow, Splits, _unit, assert_disjoint, label_rows, load_labels, split_rows
 
 
 class Router(Protocol):
@@ -56,7 +56,7 @@ ROUTER_PARAMS: tuple[Param, ...] = (
     Param("seed", int, 0, "added to the run seed"),
 )
 LEARNED_PARAMS: tuple[Param, ...] = (
-    Param("labels", str, "", "JSONL labels file (query text, slm_correct, llm_correct), from the grid command"),
+    Param("labels", str, "", "JSONL labels file (query text, slm_correct, llm_correct): replay --export-labels"),
     Param("embedder", str, "auto", "query features: minilm embeddings, or hashed TF-IDF (auto: minilm if installed)",
           ("auto", "minilm", "tfidf")),
     Param("calib_fraction", float, 0.2, "share of label rows held out to calibrate llm_fraction (no split field)"),
@@ -77,6 +77,14 @@ class RouterStrategy(StrategyBase):
     def threshold(self, models: ModelPair) -> float:
         f = self.config["llm_fraction"]
         return float(self.config["threshold"]) if f is None else calibrate_threshold(self.calibration_scores(models), f)
+
+    @classmethod
+    def replay_scores(cls, labels: list[dict[str, Any]], *, seed: int = 0, folds: int = 5,
+                      params: dict[str, Any] | None = None) -> np.ndarray:
+        """Router scores (higher = send to the LLM) for every labelled query of a hint grid (``labels``: one
+        labels-file object per query), each from a router that never saw that query's label
+        (``shepherd-bench replay --policy route:NAME``)."""
+        raise NotImplementedError  # pragma: no cover - abstract
 
     def solve(self, queries: list[Query], models: ModelPair) -> list[Attempt]:
         scores = self.router(models).score(queries)
@@ -115,6 +123,13 @@ class RouteRandom(RouterStrategy):
 
     def router(self, models: ModelPair) -> Router:
         return RandomRouter(models.seed + self.config["seed"])
+
+    @classmethod
+    def replay_scores(cls, labels: list[dict[str, Any]], *, seed: int = 0, folds: int = 5,
+                      params: dict[str, Any] | None = None) -> np.ndarray:
+        """The same seeded scores a live run with run seed ``seed`` draws (nothing is fitted)."""
+        s = seed + cls.parse_config(params or {})["seed"]
+        return np.array([_unit(s, str(r["query_id"])) for r in labels])
 
     def threshold(self, models: ModelPair) -> float:
         f = self.config["llm_fraction"]
@@ -156,11 +171,23 @@ class LearnedRouterStrategy(RouterStrategy):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not self.config["labels"]:
-            raise ParamError(f"strategy '{self.name}' needs -S labels=PATH (JSONL labels, from the grid command)")
+            raise ParamError(f"strategy '{self.name}' needs -S labels=PATH (JSONL labels: shepherd-bench replay --grid G --export-labels FILE)")
         self._router: LearnedRouter | None = None
 
-    def estimator(self, n_train: int) -> Any:  # pragma: no cover - abstract
+    @classmethod
+    def estimator(cls, config: dict[str, Any], n_train: int) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @classmethod
+    def fit_router(cls, config: dict[str, Any], splits: Splits) -> LearnedRouter:
+        """Featuriser and classifier fitted on ``splits.train`` (label: the LLM wins)."""
+        if not splits.train:
+            raise ParamError(f"strategy '{cls.name}': no training rows")
+        feat = make_featurizer(config["embedder"]).fit([r.text for r in splits.train])
+        y = llm_wins(splits.train)
+        model = Constant(int(y[0])) if len(set(y.tolist())) < 2 else \
+            cls.estimator(config, len(y)).fit(feat.transform([r.text for r in splits.train]), y)
+        return LearnedRouter(feat, model, splits, cls.name)
 
     def router(self, models: ModelPair) -> LearnedRouter:
         if self._router is None:
@@ -168,12 +195,28 @@ class LearnedRouterStrategy(RouterStrategy):
             splits = split_rows(load_labels(c["labels"]), c["calib_fraction"], models.seed + c["seed"])
             if not splits.train:
                 raise ParamError(f"strategy '{self.name}': no training rows in {c['labels']!r}")
-            feat = make_featurizer(c["embedder"]).fit([r.text for r in splits.train])
-            y = llm_wins(splits.train)
-            model = Constant(int(y[0])) if len(set(y.tolist())) < 2 else \
-                self.estimator(len(y)).fit(feat.transform([r.text for r in splits.train]), y)
-            self._router = LearnedRouter(feat, model, splits, self.name)
+            self._router = self.fit_router(c, splits)
         return self._router
+
+    @classmethod
+    def replay_scores(cls, labels: list[dict[str, Any]], *, seed: int = 0, folds: int = 5,
+                      params: dict[str, Any] | None = None) -> np.ndarray:
+        """Cross-fitted: k folds by query (seeded); each fold scored by a router fitted on the others, so
+        no query is scored by a router that saw its label. ``labels`` is not needed (the grid is)."""
+        from sklearn.model_selection import KFold
+
+        config = cls.parse_config(params or {})
+        rows = label_rows(labels, "grid labels")
+        if len(rows) < 2:
+            raise ParamError(f"'{cls.name}' needs at least 2 labelled queries to cross-fit")
+        out = np.zeros(len(rows))
+        kfold = KFold(n_splits=min(folds, len(rows)), shuffle=True, random_state=seed)
+        for tr, te in kfold.split(np.arange(len(rows))):
+            r = cls.fit_router(config, Splits([rows[i] for i in tr], []))
+            held_out = [rows[i] for i in te]
+            assert_disjoint([x.query_id for x in held_out], r.splits.ids(), cls.name)
+            out[te] = r.score_texts([x.text for x in held_out])
+        return out
 
     def calibration_scores(self, models: ModelPair) -> np.ndarray:
         r = self.router(models)
@@ -193,10 +236,11 @@ class RouteKNN(LearnedRouterStrategy):
         Param("k", int, 10, "neighbours"),
     )
 
-    def estimator(self, n_train: int) -> Any:
+    @classmethod
+    def estimator(cls, config: dict[str, Any], n_train: int) -> Any:
         from sklearn.neighbors import KNeighborsClassifier
 
-        return KNeighborsClassifier(n_neighbors=min(self.config["k"], n_train), metric="cosine", algorithm="brute")
+        return KNeighborsClassifier(n_neighbors=min(config["k"], n_train), metric="cosine", algorithm="brute")
 
 
 class RouteLogistic(LearnedRouterStrategy):
@@ -207,7 +251,8 @@ class RouteLogistic(LearnedRouterStrategy):
         Param("C", float, 1.0, "inverse regularisation strength"),
     )
 
-    def estimator(self, n_train: int) -> Any:
+    @classmethod
+    def estimator(cls, config: dict[str, Any], n_train: int) -> Any:
         from sklearn.linear_model import LogisticRegression
 
-        return LogisticRegression(C=self.config["C"], solver="liblinear")
+        return LogisticRegression(C=config["C"], solver="liblinear")

@@ -16,9 +16,13 @@ sample: that sample). Policies:
 ``tokens:K`` (hint of K tokens, rounded up to the next grid level of each query), ``oracle`` (smallest
 successful hint; no hint when none succeeds), ``oracle-route`` (SLM when it succeeds, else the full LLM
 answer: the router's oracle label), ``oracle-cascade`` (SLM first; the full LLM answer whenever the SLM
-failed, both paid), ``cascade:SCORE`` / ``route:SCORE`` (a confidence score and a threshold swept into
-a curve; see ``SCORES``), ``predicted:PATH`` (the two-stage predictor, threshold swept), ``fixed-curve``
-(every grid level as one curve).
+failed, both paid), ``cascade:SCORE`` (SLM first; a confidence score from its answer and a threshold
+swept into a curve; see ``SCORES``), ``route:ROUTER`` (a registered router, ``route-ROUTER``, scoring the
+query text alone, cross-fitted k-fold by query; threshold swept), ``predicted:PATH`` (a saved two-stage
+predictor, threshold swept), ``predicted:cv`` (the predictor cross-fitted on this grid, k-fold by query),
+``transfer:GRID`` (the predictor fitted on another task's grid), ``fixed-curve`` (every grid level as one
+curve). ``--export-labels`` writes the routing labels (SLM and LLM correct per query) that the learned
+routers and ``cascade-frugal`` read live.
 """
 
 from __future__ import annotations
@@ -248,21 +252,66 @@ def result(name: str, outcome: pd.DataFrame, note: str = "") -> PolicyResult:
     return PolicyResult(name, outcome.reset_index(drop=True), note)
 
 
-def score_curve(kind: str, name: str, df: pd.DataFrame, lt: pd.DataFrame) -> Curve:
-    """A cascade (SLM first, escalate below the threshold) or router (LLM below the threshold, SLM
-    never run) swept over the thresholds of a score."""
+def score_curve(name: str, df: pd.DataFrame, lt: pd.DataFrame) -> Curve:
+    """A cascade (SLM first, escalate where the score is below the threshold) swept over the thresholds
+    of a score."""
     if name not in SCORES:
-        raise ReplayError(f"unknown score '{name}' for {kind}; known: {', '.join(sorted(SCORES))}")
+        raise ReplayError(f"unknown score '{name}' for cascade; known: {', '.join(sorted(SCORES))}")
     score = SCORES[name](df).reindex(queries_of(lt))
-    curve = Curve(f"{kind}:{name}")
+    curve = Curve(f"cascade:{name}")
     for t in thresholds(score.fillna(score.min())):
         low = score.fillna(-math.inf) < t
-        if kind == "cascade":
-            out = cascade_rows(lt, low)
-        else:
-            hints = low.map({True: FULL, False: 0})
-            out = token_rows(lt, hints)
-        curve.points.append(result(f"{kind}:{name}@{t:.4g}", out))
+        curve.points.append(result(f"cascade:{name}@{t:.4g}", cascade_rows(lt, low)))
+        curve.labels.append(f"{t:.4g}")
+    return curve
+
+
+def label_rows(lt: pd.DataFrame, df: pd.DataFrame, grid: Path) -> list[dict[str, Any]]:
+    """One routing label per query, as ``baselines.labels`` reads them: the user turn, whether the SLM
+    (level 0) and the LLM (its full answer) succeeded, and the SLM's first level-0 answer."""
+    from .grid import load_llm_answers
+
+    llm = load_llm_answers(grid)
+    s, f = slm_rows(lt).set_index("query_id"), llm_rows(lt).set_index("query_id")
+    first = _level0(df).sort_values("sample").drop_duplicates("query_id").set_index("query_id")["text"]
+    missing = [q for q in s.index if not llm.get(q, {}).get("prompt")]
+    if missing:
+        raise ReplayError(f"{grid}: no prompt recorded for {len(missing)} queries (e.g. {missing[0]!r}) in "
+                          f"llm.jsonl; routers need the query text")
+    return [{"query_id": q, "text": str(llm[q]["prompt"]), "slm_correct": bool(s.at[q, "acc"] >= 0.5),
+             "llm_correct": bool(f.at[q, "acc"] >= 0.5), "slm_answer": str(first.get(q, "") or "")}
+            for q in s.index]
+
+
+ROUTE_FOLDS = 5
+
+
+def router_curve(name: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path, seed: int = 0) -> Curve:
+    """``route:NAME``: the registered router ``route-NAME`` scores every query from its text alone (learned
+    routers cross-fitted, k folds by query, so no query is scored by a router fitted on its label); the
+    queries with score >= threshold get the full LLM answer, the rest the SLM's; swept over thresholds."""
+    import numpy as np
+    import pandas as pd
+
+    from .strategies import get_strategy
+
+    if name in SCORES:
+        raise ReplayError(f"route:{name}: the '{name}' score reads the SLM's own answer, which a router "
+                          f"does not have (it decides before any model runs); use cascade:{name}, or a "
+                          f"router: route:random, route:knn, route:logistic")
+    cls = get_strategy(name if name.startswith("route-") else f"route-{name}")
+    fn = getattr(cls, "replay_scores", None)
+    if fn is None:
+        raise ReplayError(f"strategy '{cls.name}' cannot be replayed from a grid (it has no replay_scores)")
+    rows = label_rows(lt, df, grid)
+    score = pd.Series(np.asarray(fn(rows, seed=seed, folds=ROUTE_FOLDS), dtype=float),
+                      index=pd.Index([r["query_id"] for r in rows], name="query_id"))
+    curve = Curve(f"route:{name}")
+    # thresholds rounded to the 4 digits of their labels, so a label replays exactly
+    inner = sorted({float(f"{t:.4g}") for t in thresholds(score) if math.isfinite(t)}, reverse=True)
+    for t in [math.inf, *inner, -math.inf]:
+        out = token_rows(lt, (score >= t).map({True: FULL, False: 0}))
+        curve.points.append(result(f"route:{name}@{t:.4g}", out))
         curve.labels.append(f"{t:.4g}")
     return curve
 
@@ -299,7 +348,8 @@ def single_policy(spec: str, df: pd.DataFrame, lt: pd.DataFrame) -> PolicyResult
         q = queries_of(lt)
         return result(spec, token_rows(lt, pd.Series(k, index=q)), "rounded up to each query's next level")
     raise ReplayError(f"unknown policy {spec!r}; use slm, llm, oracle, oracle-route, oracle-cascade, fixed:F, "
-                      f"tokens:K, fixed-curve, cascade:SCORE, route:SCORE or predicted:PATH")
+                      f"tokens:K, fixed-curve, cascade:SCORE, route:ROUTER, predicted:PATH, predicted:cv or "
+                      f"transfer:GRID")
 
 
 def _number(arg: str, spec: str) -> float:
@@ -313,12 +363,20 @@ def curve_policy(spec: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path, pric
     name, _, arg = spec.partition(":")
     if spec == "fixed-curve":
         return fixed_curve(lt)
-    if name in ("cascade", "route"):
-        return score_curve(name, arg, df, lt)
+    if name == "cascade":
+        return score_curve(arg, df, lt)
+    if name == "route":
+        return router_curve(arg, df, lt, grid)
     if name == "predicted":
-        from .predictor.evaluate import predicted_curve
+        from .predictor.evaluate import cross_validated_curve, predicted_curve
 
+        if arg == "cv":
+            return cross_validated_curve(grid, df, lt, pricing)
         return predicted_curve(Path(arg), df, lt, grid, pricing)
+    if name == "transfer":
+        from .predictor.evaluate import TrainOptions, transfer
+
+        return transfer(Path(arg), grid, TrainOptions(), pricing)
     return None
 
 
@@ -493,7 +551,8 @@ def add_replay_parser(sub: Any) -> Any:
     p.add_argument("--grid", type=Path, required=True, help="grid folder built by `shepherd-bench grid`")
     p.add_argument("--policy", action="append", metavar="POLICY",
                    help="slm | llm | oracle | oracle-route | oracle-cascade | fixed:F | tokens:K | fixed-curve | "
-                   "cascade:SCORE | route:SCORE | predicted:PATH (repeatable; default: the oracle set and fixed-curve)")
+                   "cascade:SCORE | route:ROUTER | predicted:PATH | predicted:cv | transfer:GRID "
+                   "(repeatable; default: the oracle set and fixed-curve)")
     p.add_argument("--format", choices=["md", "json"], default="md")
     p.add_argument("--prices", type=Path, help="price table JSON (default: leaderboard/prices.json)")
     p.add_argument("--llm-price", help="price-table name for LLM tokens (default: the grid's)")
@@ -505,6 +564,9 @@ def add_replay_parser(sub: Any) -> Any:
     p.add_argument("--export-runs", type=Path, metavar="DIR",
                    help="also write each policy (and curve point) as a run folder under DIR, for "
                    "`shepherd-bench report` and the leaderboard")
+    p.add_argument("--export-labels", type=Path, metavar="FILE",
+                   help="also write one routing label per query (text, slm_correct, llm_correct, slm_answer) "
+                   "as JSONL, the -S labels= file of route-knn, route-logistic and cascade-frugal")
     return p
 
 
@@ -520,6 +582,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         text = render_markdown(rp, matched)
     if args.out:
         args.out.write_text(text + "\n")
+    if getattr(args, "export_labels", None):
+        from .store import write_text_atomic
+
+        labels = label_rows(rp.lt, rp.df, rp.grid)
+        write_text_atomic(args.export_labels, "".join(json.dumps(r, sort_keys=True) + "\n" for r in labels))
+        print(f"wrote {len(labels)} routing labels to {args.export_labels}", file=sys.stderr)
     if getattr(args, "export_runs", None):
         from .replay_export import export_runs
 

@@ -30,7 +30,13 @@ def _strategy(policy: str, label: str | None, token_grid: bool) -> tuple[str, di
     if kind == "fixed-curve" and label is not None:
         return ("slm", {}) if float(label) == 0 else ("shepherd", {size: _num(label)})
     if kind in ("cascade", "route") and label is not None:
-        return f"{kind}-{arg}", {"threshold": _num(label)}
+        return f"{kind}-{arg.removeprefix('route-')}", {"threshold": _num(label)}
+    if kind in ("predicted", "transfer") and label is not None:
+        # curve names: predicted:cv5, predicted:<model folder>, transfer:<train grid>-><this grid>
+        source = arg if kind == "predicted" else "transfer-from-" + arg.split("->")[0]
+        source = re.sub(r"[^A-Za-z0-9_.-]", "_", source)
+        return "shepherd", {"policy": "predicted", "predictor": source,
+                            "threshold": _num(label.removeprefix("p>="))}
     return re.sub(r"[^A-Za-z0-9_.-]", "_", policy), {}
 
 

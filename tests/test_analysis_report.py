@@ -251,3 +251,29 @@ def test_report_states_error_policy_and_handles_a_single_run(tmp_path: Path) -> 
     assert rw["cost_reduction"] is None and wrong["tasks"][0]["sweeps"] == []
     md = build_report([d], fmt="md", B=100, prices=prices, error_policy="exclude")
     assert "errors (failed calls) are excluded" in md
+
+
+def test_leaderboard_shows_one_operating_point_per_long_sweep(tmp_path: Path) -> None:
+    """A 7-point threshold sweep appears once in the table: its cheapest point at or above 95% of
+    LLM-only accuracy (computed here by hand), marked "(1 of 7)"; the 3-point hint sweep stays whole."""
+    root = tmp_path / "lb"
+    write_prices(root)
+    src = tmp_path / "raw"
+    n = 40
+    toy_suite(src, n=n, task="gamma")
+    llm_ok = [bool(json.loads(line)["correct"]) for line in (src / "gamma-llm" / "samples.jsonl").read_text().splitlines()]
+    target = 0.95 * sum(llm_ok) / n
+    points = {}
+    for j, thr in enumerate((0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)):
+        to_llm = [i % 7 < 7 - j for i in range(n)]  # higher threshold -> fewer queries to the LLM
+        correct = [ok if big else False for ok, big in zip(llm_ok, to_llm, strict=True)]
+        write_run(src, f"gamma-cas{thr}", "cascade-x", {"threshold": thr}, correct,
+                  [300 if big else 0 for big in to_llm], task="gamma", kind="cascade")
+        points[thr] = (sum(correct) / n, sum(to_llm))
+    for p in sorted(src.iterdir()):
+        export_run(p, root / "runs")
+    md = write_leaderboard(root, B=200, plots=False).read_text()
+    expected = min((t for t, (acc, cost) in points.items() if acc >= target - 1e-12), key=lambda t: points[t][1])
+    rows = [line for line in md.splitlines() if line.startswith("| cascade-x(")]
+    assert len(rows) == 1 and f"cascade-x(threshold={expected:g}) (1 of 7)" in rows[0]
+    assert md.count("| shepherd(hint_tokens=") == 3

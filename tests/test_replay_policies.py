@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -162,3 +163,73 @@ def test_exported_runs_price_like_the_replay(tmp_path: Path) -> None:
     assert shepherd and all(isinstance(r.params["hint_fraction"], (int, float)) for r in shepherd)
     if len(shepherd) >= 2:
         assert find_sweeps(list(runs.values()))
+
+
+def write_prompts(root: Path) -> None:
+    """llm.jsonl with the user turn of each query: 'easy' words where the SLM succeeds, 'hard' where not."""
+    words = {"qA": "easy sum of two numbers", "qB": "hard proof of a lemma", "qC": "hard integral bound",
+             "qD": "hard proof of a bound"}
+    (root / "llm.jsonl").write_text("".join(json.dumps({"query_id": q, "prompt": t, "text": "x", "tokens": ["x"],
+                                                        "output_tokens": N}) + "\n" for q, t in words.items()))
+
+
+def test_route_random_replays_the_live_seeded_scores(tmp_path: Path) -> None:
+    from baselines.labels import _unit
+
+    g = write_grid(tmp_path / "g")
+    write_prompts(g)
+    rp = run_policies(open_replay(g), ["route:random"])
+    curve = rp.curves[0]
+    score = {q: _unit(0, q) for q in TRUTH}  # RouteRandom: run seed 0 + its seed parameter 0
+    for label, point in zip(curve.labels, curve.points, strict=True):
+        t = float(label)
+        sent = {q for q, s in score.items() if s >= t}
+        out = point.outcome.set_index("query_id")
+        assert set(out.index[out["full"]]) == sent
+        # routed queries get the full LLM answer, the others the SLM's (level 0) answer
+        want = sum(TRUTH[q][2] if q in sent else TRUTH[q][0] for q in TRUTH) / len(TRUTH)
+        assert point.summary()["accuracy"] == pytest.approx(want)
+    assert curve.points[0].summary()["llm_share"] == 0.0 and curve.points[-1].summary()["llm_share"] == 1.0
+
+
+def test_route_learned_is_cross_fitted_and_slm_scores_are_refused(tmp_path: Path) -> None:
+    g = write_grid(tmp_path / "g")
+    write_prompts(g)
+    rp = open_replay(g)
+    from shepherd_bench.replay import label_rows
+
+    labels = label_rows(rp.lt, rp.df, g)
+    assert [(r["query_id"], r["slm_correct"], r["llm_correct"]) for r in labels] == \
+        [(q, bool(c[0]), bool(c[2])) for q, c in TRUTH.items()]
+    from baselines.routing import RouteLogistic
+
+    # leave-one-out with 4 queries: each score comes from a model fitted on the other three only, so
+    # changing one query's own label must not change its own score
+    base = RouteLogistic.replay_scores(labels, folds=4, params={"embedder": "tfidf"})
+    flipped = [dict(r, llm_correct=not r["llm_correct"]) if r["query_id"] == "qB" else r for r in labels]
+    again = RouteLogistic.replay_scores(flipped, folds=4, params={"embedder": "tfidf"})
+    assert again[1] == pytest.approx(base[1]) and not np.allclose(again, base)
+    with pytest.raises(ReplayError, match="cascade:logprob"):
+        run_policies(open_replay(g), ["route:logprob"])
+
+
+def test_predicted_cv_and_labels_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from baselines.labels import load_labels
+    from shepherd_bench.replay_export import export_runs
+
+    g = write_grid(tmp_path / "g")
+    write_prompts(g)
+    rp = run_policies(open_replay(g), ["predicted:cv"])
+    curve = rp.curves[0]
+    assert curve.name == "predicted:cv5" and len(set(curve.labels)) == len(curve.labels)
+    paths = export_runs(rp, tmp_path / "runs")
+    assert len(paths) == len(curve.points)  # one folder per point: no two points share a name
+    man = json.loads((paths[0] / "manifest.json").read_text())
+    assert man["strategy"]["params"]["policy"] == "predicted" and man["strategy"]["params"]["predictor"] == "cv5"
+    args = argparse.Namespace(grid=g, policy=["slm"], format="md", prices=None, llm_price=None, slm_price=None,
+                              target="llm", resamples=50, seed=0, out=None, export_labels=tmp_path / "l.jsonl")
+    assert cmd_replay(args) == 0
+    rows = load_labels(tmp_path / "l.jsonl")
+    assert {r.query_id: (r.slm_correct, r.llm_correct) for r in rows} == \
+        {q: (bool(c[0]), bool(c[2])) for q, c in TRUTH.items()}
+    assert rows[0].text == "easy sum of two numbers" and rows[0].slm_answer == "x"

@@ -95,9 +95,35 @@ def _prices_note(root: Path, prices: PriceTable) -> str:
     return f"table dated {prices.date} (`prices.json`, USD per 1M tokens)" + (f". {notes}" if notes else "")
 
 
+COLLAPSE_ABOVE = 5
+"""A sweep with more points than this (a threshold sweep) shows one operating point in the table."""
+
+
+def operating_points(a: TaskAnalysis, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The table's rows: every run, except that a sweep of more than ``COLLAPSE_ABOVE`` points keeps
+    only its operating point, the cheapest point at or above the matched-accuracy target (the most
+    accurate point, cheapest among ties, where none reaches it). Returns the rows and, per kept
+    operating point, the size of its sweep."""
+    drop: set[str] = set()
+    size: dict[str, int] = {}
+    by_name = {r["strategy"]: r for r in rows}
+    for sw in a.sweeps:
+        members = [by_name[n] for n in sw.names if n in by_name]
+        if len(members) <= COLLAPSE_ABOVE:
+            continue
+        target = sw.matched.target_accuracy if sw.matched is not None else None
+        reach = [r for r in members if target is not None and r["accuracy"] >= target - 1e-12]
+        pick = min(reach, key=lambda r: (r["usd_per_1k"], r["strategy"])) if reach else \
+            min(members, key=lambda r: (-r["accuracy"], r["usd_per_1k"], r["strategy"]))
+        size[pick["strategy"]] = len(members)
+        drop.update(r["strategy"] for r in members if r is not pick)
+    return [r for r in rows if r["strategy"] not in drop], size
+
+
 def leaderboard_rows(a: TaskAnalysis) -> list[list[str]]:
     out = []
-    for r in strategy_rows(a):
+    rows, sweep_size = operating_points(a, strategy_rows(a))
+    for r in rows:
         sweep = a.sweep_of(r["strategy"])
         m = sweep.matched if sweep else None
         matched = "–" if m is None else fmt_ci_usd(
@@ -105,7 +131,8 @@ def leaderboard_rows(a: TaskAnalysis) -> list[list[str]]:
             None if m.high is None else m.high * PER_1K)
         if m is not None and m.reduction is not None:
             matched += f" ({fmt_pct(m.reduction)} saved)"
-        out.append([r["strategy"], r["slm"], r["llm"], fmt_ci_pct(r["accuracy"], r["accuracy_low"], r["accuracy_high"]),
+        name = r["strategy"] + (f" (1 of {sweep_size[r['strategy']]})" if r["strategy"] in sweep_size else "")
+        out.append([name, r["slm"], r["llm"], fmt_ci_pct(r["accuracy"], r["accuracy_low"], r["accuracy_high"]),
                     fmt_num(r["llm_tokens_per_query"], 1),
                     fmt_ci_usd(r["usd_per_1k"], r["usd_per_1k_low"], r["usd_per_1k_high"]),
                     matched, fmt_pct(r["cost_reduction"]), str(r["n"]), r["date"], r["harness_version"]])
@@ -129,7 +156,10 @@ def render_leaderboard(root: Path, analyses: Sequence[TaskAnalysis], prices: Pri
         f"errors (failed calls) count as incorrect. Cost at matched accuracy: the cost at "
         f"{s.target.label} on the sweep's {s.mode} frontier, bootstrapped through the whole pipeline; "
         f"\"not reached\" rather than extrapolated; the same for every run of one sweep, with the "
-        f"saving vs LLM-only in parentheses. Cost reduction: the run's own cost vs LLM-only.", "",
+        f"saving vs LLM-only in parentheses. Cost reduction: the run's own cost vs LLM-only. A threshold "
+        f"sweep of more than {COLLAPSE_ABOVE} points shows one operating point, marked \"(1 of N)\": its "
+        f"cheapest point at or above the target accuracy, else its most accurate; the plot shows every point.",
+        "",
     ]
     if not analyses:
         lines += ["No committed runs yet.", ""]

@@ -134,7 +134,9 @@ def sweep(name: str, preds: pd.DataFrame, data: GridData, pricing: Pricing, reac
     from ..replay import Curve, level_table, result, token_rows
 
     lt = level_table(data.rows, pricing)
-    taus = [1.01, *np.unique(np.quantile(preds["p_need"], np.linspace(1, 0, points))).tolist()[::-1], 0.0]
+    # rounded to the 3 digits of their labels, so every point has its own label and a label replays exactly
+    raw = [1.01, *np.quantile(preds["p_need"], np.linspace(1, 0, points)).tolist(), 0.0]
+    taus = sorted({float(f"{t:.3g}") for t in raw}, reverse=True)
     curve = Curve(name)
     for tau in taus:
         k = decisions(preds["p_need"].to_numpy(), preds["n_hat"].to_numpy(), tau,
@@ -180,6 +182,16 @@ def predicted_curve(path: Path, rows: pd.DataFrame, lt: pd.DataFrame, grid: Path
     return curve
 
 
+def cross_validated_curve(grid: Path, rows: pd.DataFrame, lt: pd.DataFrame, pricing: Pricing,
+                          folds: int = 5, seed: int = 0) -> Curve:
+    """``replay --policy predicted:cv``: the two-stage predictor (default options, proactive features),
+    k folds by query, each query decided by a model that never saw it; threshold swept."""
+    from ..grid import load_llm_answers
+
+    data = grid_data(rows, lt, load_llm_answers(grid))
+    return sweep(f"predicted:cv{folds}", cross_validate(data, TrainOptions(), folds, seed), data, pricing, False)
+
+
 def _data_hash(data: GridData) -> str:
     from .model import data_hash
 
@@ -212,5 +224,5 @@ def decision_overhead_ms(model: HintPredictor, texts: list[str], reactive: np.nd
     return best
 
 
-__all__ = ["FULL", "GridData", "cross_validate", "decision_overhead_ms", "fit", "grid_data", "grid_labels",
+__all__ = ["FULL", "GridData", "cross_validate", "cross_validated_curve", "decision_overhead_ms", "fit", "grid_data", "grid_labels",
            "load_grid_data", "predict", "predicted_curve", "sweep", "transfer"]

@@ -95,14 +95,20 @@ class StrategyBase:
     roles: ClassVar[frozenset[str]] = frozenset({"small", "large"})
 
     def __init__(self, **kwargs: Any) -> None:
-        valid = {p.name: p for p in self.params}
+        self.config: dict[str, Any] = self.parse_config(kwargs)
+
+    @classmethod
+    def parse_config(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Defaults overridden by ``kwargs``, each checked against ``params`` (``ParamError`` otherwise)."""
+        valid = {p.name: p for p in cls.params}
         unknown = sorted(set(kwargs) - set(valid))
         if unknown:
             keys = ", ".join(valid) or "(none)"
-            raise ParamError(f"strategy '{self.name}' has no parameter {unknown[0]!r}; valid keys: {keys}")
-        self.config: dict[str, Any] = {p.name: p.default for p in self.params}
+            raise ParamError(f"strategy '{cls.name}' has no parameter {unknown[0]!r}; valid keys: {keys}")
+        config: dict[str, Any] = {p.name: p.default for p in cls.params}
         for k, v in kwargs.items():
-            self.config[k] = coerce_param(valid[k], v, self.name)
+            config[k] = coerce_param(valid[k], v, cls.name)
+        return config
 
     def describe(self) -> dict[str, Any]:
         return {"strategy": self.name, "kind": self.kind, "params": dict(self.config)}
