@@ -254,8 +254,8 @@ def test_report_states_error_policy_and_handles_a_single_run(tmp_path: Path) -> 
 
 
 def test_leaderboard_shows_one_operating_point_per_long_sweep(tmp_path: Path) -> None:
-    """A 7-point threshold sweep appears once in the table: its cheapest point at or above 95% of
-    LLM-only accuracy (computed here by hand), marked "(1 of 7)"; the 3-point hint sweep stays whole."""
+    """A threshold sweep appears once in the table: its cheapest point at or above 95% of LLM-only
+    accuracy (computed here by hand), marked "(1 of 7)"; the 3-point hint sweep stays whole."""
     root = tmp_path / "lb"
     write_prices(root)
     src = tmp_path / "raw"
@@ -277,3 +277,4 @@ def test_leaderboard_shows_one_operating_point_per_long_sweep(tmp_path: Path) ->
     rows = [line for line in md.splitlines() if line.startswith("| cascade-x(")]
     assert len(rows) == 1 and f"cascade-x(threshold={expected:g}) (1 of 7)" in rows[0]
     assert md.count("| shepherd(hint_tokens=") == 3
+    assert md.count("| route(threshold=") == 1 and "(1 of 2)" in md  # short threshold sweeps too

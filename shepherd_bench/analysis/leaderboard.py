@@ -95,21 +95,21 @@ def _prices_note(root: Path, prices: PriceTable) -> str:
     return f"table dated {prices.date} (`prices.json`, USD per 1M tokens)" + (f". {notes}" if notes else "")
 
 
-COLLAPSE_ABOVE = 5
-"""A sweep with more points than this (a threshold sweep) shows one operating point in the table."""
+COLLAPSED_PARAM = "threshold"
+"""A sweep over this parameter shows one operating point in the table (hint-size sweeps show every size)."""
 
 
 def operating_points(a: TaskAnalysis, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The table's rows: every run, except that a sweep of more than ``COLLAPSE_ABOVE`` points keeps
-    only its operating point, the cheapest point at or above the matched-accuracy target (the most
-    accurate point, cheapest among ties, where none reaches it). Returns the rows and, per kept
-    operating point, the size of its sweep."""
+    """The table's rows: every run, except that a threshold sweep keeps only its operating point, the
+    cheapest point at or above the matched-accuracy target (the most accurate point, cheapest among
+    ties, where none reaches it). Returns the rows and, per kept operating point, the size of its sweep."""
     drop: set[str] = set()
     size: dict[str, int] = {}
     by_name = {r["strategy"]: r for r in rows}
+    params = {nm: run.params for nm, run in zip(a.aligned.names, a.aligned.runs, strict=True)}
     for sw in a.sweeps:
         members = [by_name[n] for n in sw.names if n in by_name]
-        if len(members) <= COLLAPSE_ABOVE:
+        if len({repr(params[r["strategy"]].get(COLLAPSED_PARAM)) for r in members}) < 2:
             continue
         target = sw.matched.target_accuracy if sw.matched is not None else None
         reach = [r for r in members if target is not None and r["accuracy"] >= target - 1e-12]
@@ -157,8 +157,8 @@ def render_leaderboard(root: Path, analyses: Sequence[TaskAnalysis], prices: Pri
         f"{s.target.label} on the sweep's {s.mode} frontier, bootstrapped through the whole pipeline; "
         f"\"not reached\" rather than extrapolated; the same for every run of one sweep, with the "
         f"saving vs LLM-only in parentheses. Cost reduction: the run's own cost vs LLM-only. A threshold "
-        f"sweep of more than {COLLAPSE_ABOVE} points shows one operating point, marked \"(1 of N)\": its "
-        f"cheapest point at or above the target accuracy, else its most accurate; the plot shows every point.",
+        f"sweep shows one operating point, marked \"(1 of N)\": its cheapest point at or above the target "
+        f"accuracy, else its most accurate; the plot shows every point.",
         "",
     ]
     if not analyses:

@@ -324,7 +324,7 @@ def plot_task(a: TaskAnalysis, out: Path) -> Path:
     from matplotlib.figure import Figure
 
     matplotlib.rcParams["svg.hashsalt"] = "shepherd-bench"
-    fig = Figure(figsize=(7.5, 5.0), dpi=110)
+    fig = Figure(figsize=(10.0, 5.0), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     boot, sweeps = a.boot, {nm: s for s in a.sweeps for nm in s.names}
@@ -353,7 +353,7 @@ def plot_task(a: TaskAnalysis, out: Path) -> Path:
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{a.task}: accuracy vs cost ({a.settings.level:.0%} CI, n={len(a.aligned.query_ids)})")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside, not over, the points
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", metadata={"Software": None})
