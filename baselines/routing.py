@@ -202,7 +202,8 @@ class LearnedRouterStrategy(RouterStrategy):
     def replay_scores(cls, labels: list[dict[str, Any]], *, seed: int = 0, folds: int = 5,
                       params: dict[str, Any] | None = None) -> np.ndarray:
         """Cross-fitted: k folds by query (seeded); each fold scored by a router fitted on the others, so
-        no query is scored by a router that saw its label. ``labels`` is not needed (the grid is)."""
+        no query is scored by a router that saw its label. ``params`` need no ``labels`` file: the grid's
+        labels are passed in."""
         from sklearn.model_selection import KFold
 
         config = cls.parse_config(params or {})

@@ -266,7 +266,7 @@ def score_curve(name: str, df: pd.DataFrame, lt: pd.DataFrame) -> Curve:
     return curve
 
 
-def label_rows(lt: pd.DataFrame, df: pd.DataFrame, grid: Path) -> list[dict[str, Any]]:
+def routing_labels(lt: pd.DataFrame, df: pd.DataFrame, grid: Path) -> list[dict[str, Any]]:
     """One routing label per query, as ``baselines.labels`` reads them: the user turn, whether the SLM
     (level 0) and the LLM (its full answer) succeeded, and the SLM's first level-0 answer."""
     from .grid import load_llm_answers
@@ -303,7 +303,7 @@ def router_curve(name: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path, seed
     fn = getattr(cls, "replay_scores", None)
     if fn is None:
         raise ReplayError(f"strategy '{cls.name}' cannot be replayed from a grid (it has no replay_scores)")
-    rows = label_rows(lt, df, grid)
+    rows = routing_labels(lt, df, grid)
     score = pd.Series(np.asarray(fn(rows, seed=seed, folds=ROUTE_FOLDS), dtype=float),
                       index=pd.Index([r["query_id"] for r in rows], name="query_id"))
     curve = Curve(f"route:{name}")
@@ -585,7 +585,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if getattr(args, "export_labels", None):
         from .store import write_text_atomic
 
-        labels = label_rows(rp.lt, rp.df, rp.grid)
+        labels = routing_labels(rp.lt, rp.df, rp.grid)
         write_text_atomic(args.export_labels, "".join(json.dumps(r, sort_keys=True) + "\n" for r in labels))
         print(f"wrote {len(labels)} routing labels to {args.export_labels}", file=sys.stderr)
     if getattr(args, "export_runs", None):

@@ -196,9 +196,9 @@ def test_route_learned_is_cross_fitted_and_slm_scores_are_refused(tmp_path: Path
     g = write_grid(tmp_path / "g")
     write_prompts(g)
     rp = open_replay(g)
-    from shepherd_bench.replay import label_rows
+    from shepherd_bench.replay import routing_labels
 
-    labels = label_rows(rp.lt, rp.df, g)
+    labels = routing_labels(rp.lt, rp.df, g)
     assert [(r["query_id"], r["slm_correct"], r["llm_correct"]) for r in labels] == \
         [(q, bool(c[0]), bool(c[2])) for q, c in TRUTH.items()]
     from baselines.routing import RouteLogistic
