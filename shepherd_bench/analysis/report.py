@@ -317,8 +317,10 @@ def _json_default(o: Any) -> Any:
 # --- plots -------------------------------------------------------------------------------------------
 
 def plot_task(a: TaskAnalysis, out: Path) -> Path:
-    """Accuracy vs $ / 1k queries for every run of one task, with CI error bars, sweeps joined along
-    their frontier, LLM-only and SLM-only marked. Deterministic PNG bytes."""
+    """Accuracy vs $ / 1k queries for every run of one task, LLM-only and SLM-only marked. A single run
+    gets CI error bars; a sweep gets its points as small markers, joined along its frontier, with a band
+    through the accuracy CIs of the frontier's vertices (per-point bars on a 20-point sweep bury the
+    plot). Deterministic PNG bytes."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -337,15 +339,21 @@ def plot_task(a: TaskAnalysis, out: Path) -> Path:
         # clip: a degenerate interval can sit a rounding error inside its estimate
         xerr = [[max(x - st.cost.low * PER_1K, 0.0)], [max(st.cost.high * PER_1K - x, 0.0)]]
         yerr = [[max(y - st.accuracy.low * 100, 0.0)], [max(st.accuracy.high * 100 - y, 0.0)]]
+        if nm in sweeps:
+            ax.plot(x, y, "o", ms=3, alpha=0.7, color=colors[sweeps[nm].label])
+            continue
         marker = {a.llm: "s", a.slm: "D"}.get(nm, "o")
-        color = "black" if nm in (a.llm, a.slm) else colors[sweeps[nm].label if nm in sweeps else nm]
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, color=color, capsize=3, ms=6,
-                    label=nm if nm not in sweeps else None)
+        color = "black" if nm in (a.llm, a.slm) else colors[nm]
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, color=color, capsize=3, ms=6, label=nm)
     for s in a.sweeps:
-        acc = np.array([boot.stats(c).accuracy.estimate * 100 for c in s.names])
-        cst = np.array([boot.stats(c).cost.estimate * PER_1K for c in s.names])
+        stats = [boot.stats(c) for c in s.names]
+        acc = np.array([st.accuracy.estimate * 100 for st in stats])
+        cst = np.array([st.cost.estimate * PER_1K for st in stats])
         h = upper_hull(acc, cst, a.settings.mode)
         ax.plot(cst[h], acc[h], "-", lw=1.5, color=colors[s.label], label=f"{s.label} (frontier)")
+        if len(h) > 1:
+            ax.fill_between(cst[h], [stats[i].accuracy.low * 100 for i in h],
+                            [stats[i].accuracy.high * 100 for i in h], color=colors[s.label], alpha=0.08, lw=0)
     for ref, ls, lab in ((a.llm, "--", "LLM-only"), (a.slm, ":", "SLM-only")):
         if ref is not None:
             ax.axhline(boot.stats(ref).accuracy.estimate * 100, color="grey", ls=ls, lw=1, label=lab)
