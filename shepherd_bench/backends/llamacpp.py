@@ -187,11 +187,12 @@ def _generate_one(eng: _Engine, request: GenRequest) -> GenResult:
         ids = eng.prompt_ids(request)
         limit = eng.settings.n_ctx_per_slot
         if len(ids) + request.max_tokens > limit:
+            need = -(-(len(ids) + request.max_tokens) // 1024) * 1024
             return GenResult(
                 text="",
                 input_tokens=len(ids),
                 error=f"prompt ({len(ids)} tokens) + max_tokens ({request.max_tokens}) exceeds the slot context "
-                f"({limit}); raise n_ctx_per_slot",
+                f"({limit}); raise it: --llm-opt n_ctx_per_slot={need} (--slm-opt for the SLM)",
                 latency_s=time.perf_counter() - t0,
             )
         resp = eng.complete(_completion_body(ids, request, eng.settings))
