@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from shepherd_bench.backends.base import GenRequest, Message
@@ -70,6 +72,8 @@ def test_batch_of_several_with_stop_and_sampling(small_backend: LlamaCppBackend)
 def test_a_too_long_request_is_an_error_not_an_exception(small_backend: LlamaCppBackend) -> None:
     (res,) = small_backend.generate([GenRequest(ADD, max_tokens=5000)])
     assert not res.ok and res.input_tokens > 0
-    # the fix is named with a size that fits: prompt + 5000 rounded up to a multiple of 1024
-    need = -(-(res.input_tokens + 5000) // 1024) * 1024
-    assert need >= res.input_tokens + 5000 and f"--llm-opt n_ctx_per_slot={need}" in (res.error or "")
+    # the fix is named with a size that fits: prompt + 5000, rounded up to the next multiple of 1024
+    m = re.search(r"--llm-opt n_ctx_per_slot=(\d+)", res.error or "")
+    assert m, res.error
+    size = int(m.group(1))
+    assert size % 1024 == 0 and res.input_tokens + 5000 <= size < res.input_tokens + 5000 + 1024

@@ -336,12 +336,12 @@ def plot_task(a: TaskAnalysis, out: Path) -> Path:
     for nm in a.aligned.names:
         st = boot.stats(nm)
         x, y = st.cost.estimate * PER_1K, st.accuracy.estimate * 100
-        # clip: a degenerate interval can sit a rounding error inside its estimate
-        xerr = [[max(x - st.cost.low * PER_1K, 0.0)], [max(st.cost.high * PER_1K - x, 0.0)]]
-        yerr = [[max(y - st.accuracy.low * 100, 0.0)], [max(st.accuracy.high * 100 - y, 0.0)]]
         if nm in sweeps:
             ax.plot(x, y, "o", ms=3, alpha=0.7, color=colors[sweeps[nm].label])
             continue
+        # clip: a degenerate interval can sit a rounding error inside its estimate
+        xerr = [[max(x - st.cost.low * PER_1K, 0.0)], [max(st.cost.high * PER_1K - x, 0.0)]]
+        yerr = [[max(y - st.accuracy.low * 100, 0.0)], [max(st.accuracy.high * 100 - y, 0.0)]]
         marker = {a.llm: "s", a.slm: "D"}.get(nm, "o")
         color = "black" if nm in (a.llm, a.slm) else colors[nm]
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, color=color, capsize=3, ms=6, label=nm)
