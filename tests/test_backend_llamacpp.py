@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shepherd_bench.backends.base import GenRequest, Message
+from shepherd_bench.backends.cache import CachedBackend, GenerationCache
 from shepherd_bench.backends.llamacpp import LlamaCppBackend, LlamaCppSettings
 from shepherd_bench.backends.models import KNOWN_MODELS, models_dir
 
@@ -77,3 +81,33 @@ def test_a_too_long_request_is_an_error_not_an_exception(small_backend: LlamaCpp
     assert m, res.error
     size = int(m.group(1))
     assert size % 1024 == 0 and res.input_tokens + 5000 <= size < res.input_tokens + 5000 + 1024
+
+
+def test_an_interrupted_batch_keeps_its_finished_calls_in_the_cache(small_backend: LlamaCppBackend,
+                                                                    tmp_path: Path) -> None:
+    """Each finished call is stored as it arrives (``streams_results``), not when the whole batch returns:
+    a batch interrupted after its first call finished leaves that call in the cache, and the rerun asks
+    the model only for the rest."""
+
+    class InterruptedCache(GenerationCache):
+        stores = 0
+
+        def put_many(self, rows: list[Any]) -> None:
+            if self.stores == 1:
+                raise KeyboardInterrupt("killed mid-batch")
+            super().put_many(rows)
+            self.stores += 1
+
+    reqs = [GenRequest(ADD, max_tokens=4, temperature=0.9, seed=s) for s in range(4)]
+    assert small_backend.streams_results
+    cache = InterruptedCache(tmp_path / "cache.sqlite")
+    with pytest.raises(KeyboardInterrupt):
+        CachedBackend(small_backend, cache).generate(reqs)
+    cache.close()
+    with sqlite3.connect(tmp_path / "cache.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 1
+
+    rerun = CachedBackend(small_backend, GenerationCache(tmp_path / "cache.sqlite"))
+    res = rerun.generate(reqs)
+    assert all(r.ok for r in res) and sum(r.cached for r in res) == 1
+    assert [r.text for r in res] == [r.text for r in small_backend.generate(reqs)]

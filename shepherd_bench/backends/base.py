@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -85,6 +86,11 @@ class BackendIdentity:
 
     def short(self) -> str:
         return f"{self.kind}:{self.model}"
+
+
+# Called with (index in the batch, result) as each call of a batch finishes, by backends that set
+# ``streams_results = True``: the cache stores it at once, so a run killed mid-batch loses no finished call.
+ResultSink = Callable[[int, GenResult], None]
 
 
 @runtime_checkable

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .base import BackendIdentity, GenRequest, GenResult, Role
+from .base import BackendIdentity, GenRequest, GenResult, ResultSink, Role
 from .models import DEFAULT_MODELS, ResolvedModel, resolve_model
 
 
@@ -123,6 +123,8 @@ def _engine(model: ResolvedModel, settings: LlamaCppSettings) -> _Engine:
 class LlamaCppBackend:
     """Backend over a shared in-process llama.cpp server; per-request failures become ``GenResult.error``."""
 
+    streams_results = True  # generate() accepts on_result
+
     def __init__(self, model: str, settings: LlamaCppSettings | None = None, *, progress: bool = True) -> None:
         self.model_spec = model
         self.settings = settings or LlamaCppSettings()
@@ -159,7 +161,8 @@ class LlamaCppBackend:
     def detokenize(self, ids: list[int]) -> str:
         return str(self.engine()._post("/detokenize", {"tokens": ids})["content"])
 
-    def generate(self, requests: list[GenRequest], *, progress: bool = False) -> list[GenResult]:
+    def generate(self, requests: list[GenRequest], *, progress: bool = False,
+                 on_result: ResultSink | None = None) -> list[GenResult]:
         if not requests:
             return []
         from tqdm import tqdm
@@ -170,12 +173,14 @@ class LlamaCppBackend:
             total=len(requests), desc=f"llamacpp {eng.model.name}", disable=not progress, unit="req"
         ) as bar:
 
-            def run(r: GenRequest) -> GenResult:
+            def run(i: int, r: GenRequest) -> GenResult:
                 res = _generate_one(eng, r)
+                if on_result is not None:
+                    on_result(i, res)
                 bar.update(1)
                 return res
 
-            return list(pool.map(run, requests))
+            return list(pool.map(run, range(len(requests)), requests))
 
     def close(self) -> None:
         self._engine = None  # the shared server stays up for other users in this process

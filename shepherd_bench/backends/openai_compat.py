@@ -36,14 +36,14 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from .. import __version__
 from ..config import ConfigError
 from ..errors import UserError
-from .base import BackendIdentity, GenRequest, GenResult, Role
+from .base import BackendIdentity, GenRequest, GenResult, ResultSink, Role
 
 log = logging.getLogger(__name__)
 Server = Literal["auto", "openai", "vllm", "llamacpp"]
@@ -52,7 +52,6 @@ _STATUS_ERRORS = {400: "BadRequestError", 401: "AuthenticationError", 403: "Perm
                   404: "NotFoundError", 409: "ConflictError", 422: "UnprocessableEntityError",
                   429: "RateLimitError"}
 T = TypeVar("T")
-ResultSink = Callable[[int, GenResult], None]
 
 
 class MissingAPIKey(UserError, RuntimeError):
