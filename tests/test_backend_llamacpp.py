@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +91,19 @@ def test_an_interrupted_batch_keeps_its_finished_calls_in_the_cache(small_backen
     the model only for the rest."""
 
     class InterruptedCache(GenerationCache):
+        """Stores the first finished call, then is 'killed': worker threads store concurrently (two
+        slots can finish in the same decoding step), so the count is taken under a lock."""
+
         stores = 0
+        count_lock = threading.Lock()
 
         def put_many(self, rows: list[Any]) -> None:
-            if self.stores == 1:
+            with self.count_lock:
+                self.stores += 1
+                first = self.stores == 1
+            if not first:
                 raise KeyboardInterrupt("killed mid-batch")
             super().put_many(rows)
-            self.stores += 1
 
     reqs = [GenRequest(ADD, max_tokens=4, temperature=0.9, seed=s) for s in range(4)]
     assert small_backend.streams_results
