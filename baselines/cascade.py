@@ -38,7 +38,7 @@ from .routing import Constant, calibrate_threshold
 @dataclass
 class Signal:
     score: float
-    answer: str  # the SLM answer kept when the query is not deferred
+    answer: str  # the SLM text (after the known answer prefix) kept when the query is not deferred
 
 
 class CascadeStrategy(StrategyBase):
@@ -68,7 +68,7 @@ class CascadeStrategy(StrategyBase):
         t = self.threshold(models)
         deferred = [i for i, s in zip(ok, sigs, strict=True) if s.score < t]
         for i, s in zip(ok, sigs, strict=True):
-            attempts[i].answer = s.answer
+            attempts[i].answer = queries[i].complete(s.answer)
             attempts[i].decision = {"deferred": s.score < t, "score": round(s.score, 6), "threshold": t}
         self._defer(queries, attempts, deferred, models)
         return attempts
@@ -79,7 +79,7 @@ class CascadeStrategy(StrategyBase):
         for i, res in zip(deferred, results, strict=True):
             a = attempts[i]
             a.calls.append(CallRecord.from_result("large", res, "answer"))
-            a.answer = res.text if res.ok else ""
+            a.answer = queries[i].complete(res.text) if res.ok else ""
             a.error = None if res.ok else f"large answer call failed: {res.error}"
 
 

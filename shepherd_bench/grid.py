@@ -1,13 +1,15 @@
 """The hint grid: one greedy LLM answer per query, the SLM continuing from each hint size, all graded.
 
-For every query the LLM is asked once, greedily, for its whole answer (with its output token texts). The
-hint of ``k`` tokens is the first ``k`` of those tokens joined at a token boundary: under greedy decoding
+For every query the LLM is asked once, greedily, for its whole answer (with its output token texts),
+continuing the query's known answer prefix (a code prompt's fence, signature and docstring: prefilled
+input, never bought). The hint of ``k`` tokens is the first ``k`` of those tokens joined at a token boundary: under greedy decoding
 that is what a live call with ``max_tokens=k`` returns, and it is priced as such at analysis time
 (``llm_input_tokens * p_in + k * p_out``; ``k = 0`` costs nothing, the full answer costs its
 ``llm_output_tokens``). The SLM then continues the assistant turn from each hint (``GenRequest.prefix``),
 ``n`` samples per level (greedy when ``n = 1``; temperature > 0 with seeds ``seed + s`` otherwise), and
-``hint + continuation`` is graded by the task's scorer. A level whose hint covers the whole LLM answer is
-the LLM's own answer graded (no SLM call).
+``hint + continuation`` is graded by the task's scorer, after the known answer prefix
+(``Query.complete``). A level whose hint covers the whole LLM answer is the LLM's own answer graded (no
+SLM call).
 
 Every prompt of one level (over a chunk of queries) goes to the SLM in ONE batched ``generate`` call, so
 llama.cpp / vLLM batch the prompts and reuse their shared prefixes.
@@ -48,6 +50,9 @@ if TYPE_CHECKING:
 LevelKind = Literal["fraction", "tokens"]
 DEFAULT_FRACTIONS = tuple(round(i / 10, 1) for i in range(11))
 LLM_FILE = "llm.jsonl"
+# 2: math prompts reason before the boxed answer; a code query's known answer prefix (fence, prompt) is
+# prefilled for both models, so hints are body tokens only; rows carry the hint text.
+PROTOCOL_VERSION = 2
 GRID_FILE = "grid.jsonl"
 
 
@@ -105,7 +110,8 @@ class GridConfig:
 
     def measured(self) -> dict[str, Any]:
         """Fields that change what a row means; ``limit`` is left out so a grid can be extended."""
-        d: dict[str, Any] = {"task": self.task, "spec": asdict(self.spec), "subset": self.subset}
+        d: dict[str, Any] = {"task": self.task, "spec": asdict(self.spec), "subset": self.subset,
+                             "protocol": PROTOCOL_VERSION}
         for role, m in (("slm", self.slm), ("llm", self.llm)):
             d[role] = {"spec": m.spec, "options": {k: v for k, v in m.options.items() if k == "base_url"}}
         return d
@@ -208,7 +214,8 @@ def llm_record(q: Query, prompt: str, res: GenResult) -> dict[str, Any]:
             "token boundaries and needs them: use a backend that reports tokens with logprobs=True "
             "(llamacpp, vllm, or an OpenAI-compatible server that returns logprobs)")
     return {
-        "query_id": q.id, "prompt": prompt, "text": res.text, "tokens": list(res.tokens),
+        "query_id": q.id, "prompt": prompt, "answer_prefix": q.answer_prefix, "prefix_mode": res.prefix_mode,
+        "text": res.text, "tokens": list(res.tokens),
         "token_ids": res.token_ids, "input_tokens": res.input_tokens,
         "cached_input_tokens": res.cached_input_tokens, "output_tokens": len(res.tokens),
         "reported_output_tokens": res.output_tokens, "finish_reason": res.finish_reason,
@@ -217,7 +224,10 @@ def llm_record(q: Query, prompt: str, res: GenResult) -> dict[str, Any]:
 
 
 def _base_row(qid: str, level: float, k: int, full: bool, llm: dict[str, Any]) -> dict[str, Any]:
+    """The fields every row has; ``hint_text`` is exactly the paid text the SLM continued from (the
+    whole LLM answer on a full row)."""
     return {"query_id": qid, "level": float(level), "hint_tokens": int(k), "full": bool(full),
+            "hint_text": llm["text"] if full else hint_text(llm, k),
             "llm_input_tokens": int(llm["input_tokens"]), "llm_output_tokens": int(llm["output_tokens"])}
 
 
@@ -253,8 +263,9 @@ def slm_row(qid: str, level: float, k: int, llm: dict[str, Any], sample: int, se
 
 
 def slm_request(q: Query, hint: str, k: int, spec: GridSpec, sample: int, *, logprobs: bool = False) -> GenRequest:
-    """The SLM continuation request, as the live shepherd strategy (``prefill`` mode) builds it: the hint
-    as assistant prefix and the rest of the task's token budget (``max_tokens - k``, at least 1)."""
+    """The SLM continuation request, as the live shepherd strategy (``prefill`` mode) builds it: the
+    query's known answer prefix and the hint as assistant prefix, and the rest of the task's token budget
+    (``max_tokens - k``, at least 1)."""
     budget = q.max_tokens if k == 0 else max(1, q.max_tokens - k)
     return q.request(prefix=hint, max_tokens=budget, temperature=spec.sampling_temperature,
                      seed=spec.sample_seed(sample), logprobs=logprobs)
@@ -378,7 +389,8 @@ def _run_level(task: Task, chunk: _Chunk, level: float, models: ModelPair, spec:
 def _full_rows(task: Task, chunk: _Chunk, level: float, docs: list[Doc], workers: int | None) -> list[dict[str, Any]]:
     ungraded = [d for d in docs if d.id not in chunk.full_scores]
     if ungraded:
-        scores = task.score(ungraded, [chunk.llm[d.id]["text"] for d in ungraded], workers=workers)
+        answers = [chunk.queries[d.id].complete(chunk.llm[d.id]["text"]) for d in ungraded]
+        scores = task.score(ungraded, answers, workers=workers)
         chunk.full_scores.update({d.id: s for d, s in zip(ungraded, scores, strict=True)})
     return [full_row(d.id, level, chunk.llm[d.id], chunk.full_scores[d.id]) for d in docs]
 
@@ -394,7 +406,8 @@ def _slm_rows(task: Task, chunk: _Chunk, level: float, todo: list[tuple[Doc, int
     stats.slm_calls += 1
     stats.slm_requests += len(reqs)
     ok = [i for i, r in enumerate(results) if r.ok]
-    scores = task.score([todo[i][0] for i in ok], [hints[i] + results[i].text for i in ok], workers=workers)
+    answers = [chunk.queries[todo[i][0].id].complete(hints[i] + results[i].text) for i in ok]
+    scores = task.score([todo[i][0] for i in ok], answers, workers=workers)
     by_i: dict[int, Score] = dict(zip(ok, scores, strict=True))
     return [slm_row(d.id, level, k, chunk.llm[d.id], s, spec.sample_seed(s), results[i], by_i.get(i))
             for i, (d, k, s) in enumerate(todo)]
@@ -452,6 +465,7 @@ def grid_manifest(cfg: GridConfig, dataset: Any, n_docs: int) -> dict[str, Any]:
 
     return {
         "kind": "hint-grid",
+        "protocol": PROTOCOL_VERSION,
         "config": cfg.measured(),
         "fingerprint": cfg.fingerprint(),
         "task": cfg.task,

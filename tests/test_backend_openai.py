@@ -117,7 +117,22 @@ def test_the_key_never_leaks(
     assert "sk-wrong-key-777" not in dumped
 
 
-def test_openai_flavour_refuses_a_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    (res,) = OpenAICompatBackend("gpt-4o-mini").generate([_req(prefix="4")])
-    assert not res.ok and "cannot continue" in (res.error or "")
+def test_openai_flavour_asks_for_the_rest_of_a_prefix(server: OpenAILoopbackServer,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OpenAI API cannot continue an assistant turn: the user turn asks for what follows the prefix,
+    no assistant message is sent, and the result says the prefix was instructed, not prefilled."""
+    server.reset()
+    monkeypatch.setenv("TEST_LLM_KEY", KEY)
+    c = OpenAICompatBackend("m", OpenAISettings(base_url=server.base_url, api_key_env="TEST_LLM_KEY",
+                                                server="openai", max_retries=0))
+    add = (Message("user", "Write a Python function add(a, b) that returns the sum of a and b."),)
+    prefix = "def add(a, b):\n"
+    (res,) = c.generate([GenRequest(add, max_tokens=24, prefix=prefix)])
+    body = server.state.bodies[0]
+    assert [m["role"] for m in body["messages"]] == ["user"]
+    assert "continue_final_message" not in body
+    assert body["messages"][0]["content"].startswith(add[0].content)
+    assert "<answer_start>\n" + prefix in body["messages"][0]["content"]
+    assert res.ok and res.prefix_mode == "instructed" and "a + b" in res.text.replace("a+b", "a + b")
+
+

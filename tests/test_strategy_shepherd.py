@@ -49,7 +49,7 @@ def test_fixed_k32_prefill_costs_exactly_k_llm_tokens() -> None:
         assert (cont_call.role, cont_call.purpose) == ("small", "continue")
         assert (cont_call.input_tokens, cont_call.output_tokens) == (prompt_len(q) + 32, 3)
         assert a.decision == {"policy": "fixed", "mode": "prefill", "hint_target": 32, "hint_source": "tokens",
-                              "hint_tokens": 32, "llm_finished": False}
+                              "hint_tokens": 32, "hint_text": hint, "llm_finished": False}
     assert sum(c.output_tokens for a in attempts for c in a.calls if c.role == "large") == 3 * 32
 
 
@@ -219,3 +219,38 @@ def test_adaptive_code_runs_the_docstring_examples() -> None:
                                     {"hint_tokens": 4, "check": "examples", "examples": 2, "passing": 1}]
     assert a.decision["check_passed"] is True and a.answer == "```python\ndef add(a, b):\n    return a + b\n```"
     assert len(lg.requests) == 1  # one 4-token hint; the full answer was never needed
+
+
+KNOWN = "```python\ndef f(x):\n    \"\"\"Doc.\"\"\"\n"
+
+
+@pytest.mark.parametrize("mode", ["prefill", "in_prompt"])
+def test_known_answer_prefix_is_prefilled_input_never_a_paid_hint(mode: str) -> None:
+    """A code query's known prefix (fence + prompt) opens both models' assistant turns as input; the
+    k paid hint tokens are k tokens of body; the graded answer is prefix + hint + continuation."""
+    qs = [query(i, answer_prefix=KNOWN) for i in range(2)]
+    attempts, small, large = solve({"hint_tokens": "16", "mode": mode}, qs)
+    hint = hint_of(16)
+    for q, a, lreq, sreq in zip(qs, attempts, large.requests, small.requests, strict=True):
+        assert lreq.prefix == KNOWN and lreq.max_tokens == 16
+        hint_call, cont_call = a.calls
+        assert hint_call.output_tokens == 16
+        assert hint_call.input_tokens == prompt_len(q) + count(KNOWN)  # priced as input, as the API bills it
+        assert a.decision["hint_text"] == hint and a.decision["llm_prefix_mode"] == "prefill"
+        if mode == "prefill":
+            assert sreq.prefix == KNOWN + hint and sreq.messages == q.messages
+            assert a.answer == KNOWN + hint + SLM_TAIL
+        else:
+            assert sreq.prefix == KNOWN and KNOWN + hint in sreq.messages[-1].content
+            assert a.answer == KNOWN + SLM_TAIL
+
+
+def test_known_answer_prefix_in_baselines_and_full_answers() -> None:
+    q = query(0, answer_prefix=KNOWN)
+    for strategy, role in (("slm", "small"), ("llm", "large")):
+        models, s, lg = pair(lambda r: SLM_TAIL, lambda r: LLM_ANSWER)
+        (a,) = make_strategy(strategy, {}).solve([q], models)
+        (req,) = (s if role == "small" else lg).requests
+        assert req.prefix == KNOWN and a.answer.startswith(KNOWN) and a.decision["prefix_mode"] == "prefill"
+    (a,), _, _ = solve({"hint_tokens": "500"}, [q])  # the LLM finishes within k: its answer, completed
+    assert a.answer == KNOWN + LLM_ANSWER and a.decision["llm_finished"] is True

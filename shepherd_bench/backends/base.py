@@ -22,7 +22,8 @@ class Message:
 
 @dataclass(frozen=True)
 class GenRequest:
-    """One generation. ``prefix`` is an assistant-turn start to continue (the hint)."""
+    """One generation. ``prefix`` is an assistant-turn start to continue: the query's known answer prefix
+    (e.g. a code prompt's signature and docstring) followed by the hint, if any."""
 
     messages: tuple[Message, ...]
     max_tokens: int
@@ -56,6 +57,9 @@ class GenResult:
     token_logprobs: list[float] | None = None
     cached: bool = False
     error: str | None = None
+    # how a request's prefix was given: "prefill" (the assistant turn was continued), "instructed" (a
+    # backend that cannot continue a turn was asked in the user turn for what follows it); "" = no prefix
+    prefix_mode: str = ""
 
     @property
     def ok(self) -> bool:

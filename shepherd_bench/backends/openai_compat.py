@@ -22,7 +22,10 @@ Continuing an assistant prefix (a hint) depends on the server (``server`` option
 - ``vllm``: the prefix is a final assistant message and ``continue_final_message: true,
   add_generation_prompt: false`` go in the request body; the reply holds only the continuation.
 - ``llamacpp``: llama.cpp's server continues a trailing assistant message by default (prefill).
-- ``openai``: the OpenAI API has no continuation; a request with a prefix is recorded as an error.
+- ``openai``: the OpenAI API has no continuation; a request with a prefix asks for the rest only: the
+  last user turn gets ``CONTINUE_INSTRUCTION`` with the prefix quoted, and the result is marked
+  ``prefix_mode="instructed"`` (strategies record it in their decision). The reply is taken as what
+  follows the prefix, as a continued turn's would be.
 - ``auto`` (default): ``openai`` without ``base_url``, else ``vllm`` (llama.cpp ignores the extra
   fields and continues anyway).
 """
@@ -147,9 +150,6 @@ class OpenAICompatBackend:
     async def _one(self, session: Any, request: GenRequest) -> GenResult:
         t0 = time.perf_counter()
         flavour = self.settings.flavour()
-        if request.prefix and flavour == "openai":
-            return GenResult(text="", error="the OpenAI API cannot continue an assistant prefix; use server=vllm "
-                             "or llamacpp, or put the hint in the user turn")
         body = _chat_body(self.model, request, flavour)
         retries = max(0, self.settings.max_retries)
         attempt = 0
@@ -157,7 +157,10 @@ class OpenAICompatBackend:
             tokens_key = "max_tokens" if self._state.use_max_tokens else "max_completion_tokens"
             try:
                 resp = await self._post(session, {**body, tokens_key: request.max_tokens})
-                return _parse_chat(resp, request, time.perf_counter() - t0)
+                res = _parse_chat(resp, request, time.perf_counter() - t0)
+                if request.prefix and flavour == "openai":
+                    res.prefix_mode = "instructed"
+                return res
             except APIError as e:
                 if e.status == 400 and tokens_key == "max_completion_tokens" and "max_completion_tokens" in e.message:
                     self._fall_back_to_max_tokens()  # a protocol adaptation, not a retry
@@ -255,11 +258,32 @@ def _error_message(text: str) -> str:
     return str(msg if msg else data)[:500]
 
 
+CONTINUE_INSTRUCTION = (
+    "\n\nThe beginning of your answer is already written, between <answer_start> tags below. Reply with "
+    "only the text that comes after it, continuing exactly where it stops; do not repeat any of it.\n\n"
+    "<answer_start>\n{prefix}\n</answer_start>"
+)
+
+
+def instructed_messages(messages: list[dict[str, str]], prefix: str) -> list[dict[str, str]]:
+    """``messages`` with the last user turn asking for what follows ``prefix`` (a server that cannot
+    continue an assistant turn)."""
+    out = [dict(m) for m in messages]
+    last = max((i for i, m in enumerate(out) if m["role"] == "user"), default=None)
+    if last is None:
+        out.append({"role": "user", "content": CONTINUE_INSTRUCTION.format(prefix=prefix).lstrip()})
+    else:
+        out[last]["content"] += CONTINUE_INSTRUCTION.format(prefix=prefix)
+    return out
+
+
 def _chat_body(model: str, request: GenRequest, flavour: Server) -> dict[str, Any]:
     messages: list[dict[str, str]] = [{"role": m.role, "content": m.content} for m in request.messages]
+    if request.prefix and flavour == "openai":
+        messages = instructed_messages(messages, request.prefix)
     body: dict[str, Any] = {"model": model, "messages": messages, "temperature": request.temperature,
                             "top_p": request.top_p}
-    if request.prefix:
+    if request.prefix and flavour != "openai":
         messages.append({"role": "assistant", "content": request.prefix})
         if flavour == "vllm":
             body.update(continue_final_message=True, add_generation_prompt=False)

@@ -24,17 +24,27 @@ class Query:
     public_examples: str = ""  # e.g. docstring examples a strategy may legitimately check against
     task: str = ""  # task name (e.g. "gsm8k"): keys per-task defaults such as expected answer length
     kind: str = ""  # "math" | "code" | "" (unknown: strategies that need it infer it, see ``query_kind``)
+    # Text the harness already knows the answer starts with (HumanEval: the code fence, imports, signature
+    # and docstring; MBPP: the code fence). Every request continues an assistant turn that starts with it,
+    # so it is prefilled input for every model, never paid as output; ``complete`` puts it back in front of
+    # what the models wrote, so the graded answer is a whole program.
+    answer_prefix: str = ""
 
     def user_text(self) -> str:
         """The text of the user turn(s): what routers featurise."""
         return "\n".join(m.content for m in self.messages if m.role == "user")
 
+    def complete(self, text: str) -> str:
+        """The whole answer: the known ``answer_prefix`` followed by what the models wrote after it."""
+        return self.answer_prefix + text
+
     def request(self, *, prefix: str = "", max_tokens: int | None = None, temperature: float = 0.0,
                 seed: int = 0, logprobs: bool = False) -> GenRequest:
+        """A request continuing the assistant turn from ``answer_prefix + prefix`` (``prefix``: a hint)."""
         return GenRequest(
             messages=self.messages,
             max_tokens=self.max_tokens if max_tokens is None else max_tokens,
-            prefix=prefix,
+            prefix=self.answer_prefix + prefix,
             temperature=temperature,
             stop=self.stop,
             seed=seed,
@@ -137,8 +147,17 @@ def coerce_param(p: Param, value: Any, strategy: str) -> Any:
 
 def single_call_attempt(q: Query, role: str, res: Any, purpose: str = "answer") -> Attempt:
     rec = CallRecord.from_result(role, res, purpose)  # type: ignore[arg-type]
-    return Attempt(query_id=q.id, answer=res.text if res.ok else "", calls=[rec],
-                   decision={"model": role}, error=res.error)
+    return Attempt(query_id=q.id, answer=q.complete(res.text) if res.ok else "", calls=[rec],
+                   decision={"model": role, **prefix_decision(q, res)}, error=res.error)
+
+
+def prefix_decision(q: Query, res: Any, key: str = "prefix_mode") -> dict[str, str]:
+    """How a call with a known answer prefix received it: ``{key: "prefill"}`` (assistant turn continued)
+    or ``"instructed"`` (a backend that cannot continue a turn was asked for the rest only); empty when
+    the query has no known prefix."""
+    if not q.answer_prefix:
+        return {}
+    return {key: str(getattr(res, "prefix_mode", "") or "prefill")}
 
 
 def query_kind(q: Query, override: str = "auto") -> str:

@@ -19,6 +19,12 @@ Insertion (``-S mode=``): ``prefill`` continues the assistant turn that starts w
 answer = hint + continuation; the continuation gets the rest of the task's token budget); ``in_prompt``
 quotes the hint in the user turn as a partial solution and the SLM writes a whole answer (graded as is).
 
+Known text is free: a query's ``answer_prefix`` (HumanEval: the code fence, imports, signature and
+docstring; MBPP: the fence) opens the assistant turn of both models as prefilled input, so the LLM's
+first paid token is the first token of the body and a k-token hint is k tokens of new content. The
+decision records the exact ``hint_text`` the SLM received and, with a known prefix, how the LLM got it
+(``llm_prefix_mode``: ``prefill``, or ``instructed`` where the backend cannot continue a turn).
+
 If the LLM finishes within k tokens (finish reason "stop" or fewer than k tokens), its answer is the
 answer and the SLM is not called. Batch-first: each stage is one ``generate`` call over all queries
 still active.
@@ -33,7 +39,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeAlias, cast
 from ..backends.base import GenResult, Message, Role
 from ..backends.meter import CallRecord
 from ..errors import UserError
-from .base import Attempt, ModelPair, Param, ParamError, Query, StrategyBase, query_kind
+from .base import Attempt, ModelPair, Param, ParamError, Query, StrategyBase, prefix_decision, query_kind
 from .consistency import agreement
 from .examples_check import Example, check_samples, doctest_examples
 
@@ -132,7 +138,8 @@ def parse_steps(text: str) -> list[HintSize]:
 
 
 def in_prompt_query(q: Query, hint: str) -> Query:
-    """``q`` with the hint quoted in its (last) user turn as a partial solution."""
+    """``q`` with ``hint`` (the known answer prefix and the paid hint) quoted in its last user turn as a
+    partial solution."""
     msgs = list(q.messages)
     last = max(i for i, m in enumerate(msgs) if m.role == "user")
     msgs[last] = Message("user", IN_PROMPT_TEMPLATE.format(user=msgs[last].content, hint=hint))
@@ -259,7 +266,7 @@ class Shepherd(StrategyBase):
             for s, k in zip(active, sizes, strict=True):
                 if k == 0:  # no hint: the first sample is the answer (no second SLM call)
                     s.decision["answer_sample"] = 0
-                    s.finish(s.samples[0].text)
+                    s.finish(s.query.complete(s.samples[0].text))
         pending = [s for s in active if not s.done]
         self._slm_stage(pending, models)
 
@@ -307,7 +314,7 @@ class Shepherd(StrategyBase):
             self._take_hint(s, k, res)
         for s, k in zip(states, sizes, strict=True):
             if k == 0:
-                s.decision.update(hint_tokens=0, llm_finished=False)
+                s.decision.update(hint_tokens=0, hint_text="", llm_finished=False)
 
     @staticmethod
     def _take_hint(s: _State, k: HintSize, res: GenResult) -> None:
@@ -315,21 +322,27 @@ class Shepherd(StrategyBase):
             return
         s.hint, s.hint_tokens = res.text, res.output_tokens
         finished = k == "full" or llm_finished(res, k)
-        s.decision.update(hint_tokens=res.output_tokens, llm_finished=finished)
+        # hint_text: exactly the paid text the SLM continues from (after the query's known answer prefix)
+        s.decision.update(hint_tokens=res.output_tokens, hint_text=res.text, llm_finished=finished,
+                          **prefix_decision(s.query, res, "llm_prefix_mode"))
         if finished:
-            s.finish(res.text)
+            s.finish(s.query.complete(res.text))
 
     def _slm_request_query(self, s: _State) -> tuple[Query, str, int]:
-        """The query the SLM answers, its assistant prefix and its token budget."""
+        """The query the SLM answers, the hint it continues (after the query's known answer prefix) and
+        its token budget. ``in_prompt`` quotes the hint in the user turn; the assistant turn still starts
+        with the known prefix."""
         q = s.query
         if not s.hint:
             return q, "", q.max_tokens
         if self.config["mode"] == "in_prompt":
-            return in_prompt_query(q, s.hint), "", q.max_tokens
+            return in_prompt_query(q, q.complete(s.hint)), "", q.max_tokens
         return q, s.hint, max(1, q.max_tokens - s.hint_tokens)
 
     def _graded(self, s: _State, text: str) -> str:
-        return s.hint + text if self.config["mode"] == "prefill" else text
+        """The whole answer: known prefix + hint + continuation (``prefill``) or known prefix + the SLM's
+        text (``in_prompt``)."""
+        return s.query.complete(s.hint + text if self.config["mode"] == "prefill" else text)
 
     def _slm_stage(self, states: list[_State], models: ModelPair) -> None:
         reqs = []

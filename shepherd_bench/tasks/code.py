@@ -28,6 +28,7 @@ def reference_times() -> dict[str, dict[str, float]]:
     return dict(json.loads(REFERENCE_TIMES_PATH.read_text()))
 
 
+CODE_FENCE = "```python\n"
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _CODE_LANGS = {"", "python", "py", "python3"}
 
@@ -56,14 +57,15 @@ def extract_program(answer: str, entry_point: str, code_prompt: str = "") -> str
     - No fence: the answer itself.
     - With a ``code_prompt`` (HumanEval): a body-only answer is a completion of the prompt, so the
       program is prompt + answer; a full function is placed after the prompt (which keeps the prompt's
-      imports and helper functions; the prompt's docstring-only stub is then redefined).
+      imports and helper functions; the prompt's docstring-only stub is then redefined); a block that
+      starts with the prompt itself (the prompt was prefilled into the answer) is the whole program.
     """
     blocks = fenced_blocks(answer)
     code = choose_block(blocks, entry_point) if blocks else answer
     code = code.strip("\n")
     if not code.strip():
         return ""
-    if not code_prompt:
+    if not code_prompt or code.startswith(code_prompt.strip("\n")):  # the prompt prefilled: a whole program
         return code + "\n"
     if defines(code, entry_point):
         return code_prompt.rstrip() + "\n\n\n" + code + "\n"
@@ -83,6 +85,11 @@ class CodeTask:
     timeout_s: ClassVar[float] = 5.0  # per-problem floor; the measured reference runtime may raise it
     memory_mb: ClassVar[int] = 2048
 
+    def answer_prefix(self, doc: Doc) -> str:
+        """What the answer is known to start with, prefilled for every model: the code fence, then the
+        code prompt (HumanEval: imports, signature and docstring), so no model pays to restate it."""
+        return CODE_FENCE + str(doc.record.get("code_prompt", ""))
+
     def query(self, doc: Doc) -> Query:
         return Query(
             id=doc.id,
@@ -91,6 +98,7 @@ class CodeTask:
             public_examples=str(doc.record.get("public_examples", "")),
             task=self.name,
             kind=self.kind,
+            answer_prefix=self.answer_prefix(doc),
         )
 
     def time_limit(self, doc: Doc) -> float:
