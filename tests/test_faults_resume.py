@@ -114,21 +114,22 @@ def cached_prompts(cache: Path) -> set[str]:
         rows = db.execute("SELECT request FROM generations").fetchall()
     finally:
         db.close()
-    return {json.loads(r)["messages"][-1]["content"] for (r,) in rows}
+    return {user_prompt(json.loads(r)) for (r,) in rows}
 
 
-def last_message(body: dict[str, Any]) -> str:
-    return str(body["messages"][-1]["content"])
+def user_prompt(body: dict[str, Any]) -> str:
+    """The query's user turn (a code request ends with a prefilled assistant turn after it)."""
+    return str([m for m in body["messages"] if m["role"] == "user"][-1]["content"])
 
 
 def settled_before(srv: OpenAILoopbackServer, at: float) -> set[str]:
     with srv.state.lock:
-        return {last_message(b) for t, b in srv.state.completed if t < at - SETTLED_S}
+        return {user_prompt(b) for t, b in srv.state.completed if t < at - SETTLED_S}
 
 
 def asked_since(srv: OpenAILoopbackServer, start: int) -> list[str]:
     with srv.state.lock:
-        return [last_message(b) for b in srv.state.bodies[start:]]
+        return [user_prompt(b) for b in srv.state.bodies[start:]]
 
 
 def in_flight_with_unwritten_answers(srv: OpenAILoopbackServer, out: Path) -> Callable[[], bool]:
@@ -148,7 +149,7 @@ def slow_program_in_sandbox(srv: OpenAILoopbackServer, out: Path, marker: str) -
 
     def ready() -> bool:
         with srv.state.lock:
-            done = [t for t, b in srv.state.completed if marker in last_message(b)]
+            done = [t for t, b in srv.state.completed if marker in user_prompt(b)]
         return bool(done) and time.monotonic() - done[0] > 0.4 and lines(out) <= SLOW_INDEX
 
     return ready
@@ -191,7 +192,7 @@ def test_kill_9_twice_then_resume(server: OpenAILoopbackServer, reference: dict[
         cached_then.append((len(server.state.bodies), check_kill(server, out, at, children, kept)))
     summary = finish(start(server, out))
 
-    asked = [last_message(b) for b in server.state.bodies]
+    asked = [user_prompt(b) for b in server.state.bodies]
     for since, known in cached_then:
         assert not set(asked[since:]) & known, "a call answered before a kill was asked again"
     rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
