@@ -5,6 +5,13 @@ loop gets any warm prompt cache (a conservative ratio). Prints wall times, the s
 tokens reused (``cached_input_tokens`` as the server reports it) and how many outputs differ.
 
     python benchmarks/bench_grid.py --queries 20 --levels 11 --max-tokens 32
+
+``--speculative``: the grid's other cost, the LLM's answers. The 1.5B's greedy GSM8K answers decoded
+plainly, then speculatively with the 0.5B as draft (llama.cpp's draft model, ``draft_max`` tokens per
+step), same prompts, same slots, same process; prints both wall times, the speed ratio and how many
+texts are identical.
+
+    python benchmarks/bench_grid.py --speculative --queries 8 --max-tokens 512
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from shepherd_bench.backends.base import GenRequest, GenResult
 from shepherd_bench.grid import GridSpec, hint_size, hint_text, slm_request
 
 MODEL = "qwen2.5-coder-0.5b"  # resolved (and fetched if needed) like any model spec
+LLM = "qwen2.5-coder-1.5b"
 
 
 def timed(fn: object) -> tuple[float, list[GenResult]]:
@@ -34,7 +42,12 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=8, help="llama.cpp slots")
     ap.add_argument("--model", default=MODEL, help="model name or .gguf path")
     ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("SHEPHERD_BENCH_DATA", "../shared/data")))
+    ap.add_argument("--speculative", action="store_true", help="LLM answers: plain vs speculative decoding")
+    ap.add_argument("--draft-max", type=int, default=16, help="draft tokens per step (--speculative)")
     a = ap.parse_args()
+    if a.speculative:
+        speculative(a)
+        return
 
     from shepherd_bench.backends import make_backend
     from shepherd_bench.tasks import get_task
@@ -75,6 +88,30 @@ def main() -> None:
     print(f"prefill reused    batched {reused_b}/{prompt} prompt tokens; naive {reused_n}/{prompt}")
     print(f"outputs differing {differ}/{n} (batch composition can change low-order float sums on CPU)")
     be.close()
+
+
+def speculative(a: argparse.Namespace) -> None:
+    from shepherd_bench.backends import make_backend
+    from shepherd_bench.tasks import get_task
+
+    task = get_task("gsm8k")
+    queries = [task.query(d) for d in task.load(a.data_dir).docs[: a.queries]]
+    reqs = [GenRequest(messages=q.messages, max_tokens=a.max_tokens) for q in queries]
+    slots = min(a.parallel, 4)
+    times, texts, tokens = {}, {}, {}
+    for name, extra in (("plain", {}), ("speculative", {"draft_model": MODEL, "draft_max": a.draft_max})):
+        be = make_backend(f"llamacpp:{LLM}", "large", {"n_parallel": slots, "progress": False, **extra})
+        be.generate([GenRequest(messages=queries[0].messages, max_tokens=2)])  # warm-up (load)
+        times[name], out = timed(lambda be=be: be.generate(reqs))
+        texts[name], tokens[name] = [r.text for r in out], sum(r.output_tokens for r in out)
+        be.close()
+    same = sum(x == y for x, y in zip(texts["plain"], texts["speculative"], strict=True))
+    print(f"LLM answers       {len(reqs)} GSM8K prompts, {LLM}, greedy, max_tokens {a.max_tokens}, {slots} slots")
+    for name in times:
+        print(f"{name:17s} {times[name]:8.1f} s  {tokens[name]} tokens, {tokens[name] / times[name]:.1f} tokens/s")
+    print(f"speed ratio       {times['plain'] / times['speculative']:8.2f} x  (speculative vs plain, draft "
+          f"{MODEL}, draft_max {a.draft_max})")
+    print(f"identical texts   {same}/{len(reqs)}")
 
 
 if __name__ == "__main__":

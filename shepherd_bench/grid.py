@@ -439,6 +439,10 @@ def load_grid(path: Path) -> pd.DataFrame:
         return df
     df = df.drop_duplicates(subset=["query_id", "level", "sample"], keep="last").reset_index(drop=True)
     df["correct"] = df["correct"].astype("float64")  # NaN = error
+    # why the graded answer ended: the SLM continuation's, or the LLM answer's on a full row
+    llm_finish = {q: str(r.get("finish_reason") or "") for q, r in GridStore(root).llm_answers().items()}
+    slm_finish = df["slm_finish_reason"].fillna("").astype(str) if "slm_finish_reason" in df else ""
+    df["answer_finish_reason"] = df["query_id"].map(lambda q: llm_finish.get(q, "")).where(df["full"].astype(bool), slm_finish)
     return df
 
 

@@ -59,14 +59,20 @@ class Pricing:
 
 
 def level_table(df: pd.DataFrame, pricing: Pricing) -> pd.DataFrame:
-    """One row per (query, level): mean correctness over samples (errors = wrong), success, costs."""
+    """One row per (query, level): mean correctness over samples (errors = wrong), success, costs, and
+    the answer-shape shares (cut at ``max_tokens``, nothing extractable)."""
+    import pandas as pd
+
     d = df.copy()
     d["correct"] = d["correct"].fillna(0.0).astype(float)
+    finish = d["answer_finish_reason"] if "answer_finish_reason" in d else pd.Series("", index=d.index)
+    d["cut"] = (finish == "length").astype(float).where(finish.fillna("") != "")  # NaN: not recorded
+    d["no_answer"] = (d["status"] == "no_answer").astype(float) if "status" in d else 0.0
     agg = d.groupby(["query_id", "level"], sort=True).agg(
         acc=("correct", "mean"), n_samples=("correct", "size"), hint_tokens=("hint_tokens", "first"),
         full=("full", "first"), llm_input_tokens=("llm_input_tokens", "first"),
         llm_output_tokens=("llm_output_tokens", "first"), slm_input_tokens=("slm_input_tokens", "mean"),
-        slm_output_tokens=("slm_output_tokens", "mean"),
+        slm_output_tokens=("slm_output_tokens", "mean"), cut=("cut", "mean"), no_answer=("no_answer", "mean"),
     ).reset_index()
     agg["full"] = agg["full"].astype(bool)
     agg["success"] = agg["acc"] >= 0.5
@@ -82,7 +88,7 @@ def level_table(df: pd.DataFrame, pricing: Pricing) -> pd.DataFrame:
 
 
 OUTCOME_COLS = ["query_id", "level", "hint_tokens", "full", "acc", "cost", "llm_cost", "slm_cost",
-                "llm_tokens", "slm_tokens"]
+                "llm_tokens", "slm_tokens", "slm_input_tokens", "slm_output_tokens", "cut", "no_answer"]
 
 
 def _one_per_query(rows: pd.DataFrame, queries: pd.Index, what: str) -> pd.DataFrame:
@@ -160,8 +166,8 @@ def cascade_rows(lt: pd.DataFrame, escalate: pd.Series) -> pd.DataFrame:
     s, f = slm_rows(lt), llm_rows(lt)
     e = escalate.reindex(s["query_id"]).fillna(False).to_numpy(dtype=bool)
     out = s.copy()
-    for col in ("level", "hint_tokens", "full", "acc", "llm_cost", "llm_tokens"):
-        out[col] = s[col].where(~e, f[col])
+    for col in ("level", "hint_tokens", "full", "acc", "llm_cost", "llm_tokens", "cut", "no_answer"):
+        out[col] = s[col].where(~e, f[col])  # the graded answer is the LLM's where escalated
     out["slm_cost"], out["slm_tokens"] = s["slm_cost"], s["slm_tokens"]
     out["cost"] = out["llm_cost"] + out["slm_cost"]
     return out
@@ -218,6 +224,19 @@ def thresholds(score: pd.Series, points: int = 21) -> list[float]:
 
 # --- policy results -----------------------------------------------------------------------------------
 
+SHORT_ANSWER_TOKENS = 15  # as in the run reports (analysis.runs)
+
+
+def answer_sanity(o: pd.DataFrame) -> dict[str, float | None]:
+    """Shares of a policy's graded answers: under ``SHORT_ANSWER_TOKENS`` output tokens (hint +
+    continuation, or the full LLM answer), cut at ``max_tokens``, nothing extractable; None if unknown."""
+    tokens = o["hint_tokens"] + o["slm_output_tokens"].where(~o["full"].astype(bool), 0.0)
+    cut = o["cut"].dropna() if "cut" in o else o["acc"].iloc[:0]
+    return {"short_share": float((tokens < SHORT_ANSWER_TOKENS).mean()) if len(o) else None,
+            "cut_share": float(cut.mean()) if len(cut) else None,
+            "no_answer_share": float(o["no_answer"].mean()) if "no_answer" in o and len(o) else None}
+
+
 @dataclass
 class PolicyResult:
     name: str
@@ -230,7 +249,8 @@ class PolicyResult:
             "policy": self.name, "n": len(o), "accuracy": float(o["acc"].mean()),
             "cost_per_query": float(o["cost"].mean()), "llm_tokens_per_query": float(o["llm_tokens"].mean()),
             "slm_tokens_per_query": float(o["slm_tokens"].mean()),
-            "llm_share": float(((o["hint_tokens"] > 0) | o["full"]).mean()), "note": self.note,
+            "llm_share": float(((o["hint_tokens"] > 0) | o["full"]).mean()),
+            **answer_sanity(o), "note": self.note,
         }
 
 
@@ -491,10 +511,12 @@ def md_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def _policy_line(s: dict[str, Any]) -> list[Any]:
     return [s["policy"], s["accuracy"], 1000 * s["cost_per_query"], s["llm_tokens_per_query"],
-            s["slm_tokens_per_query"], s["llm_share"], s["note"]]
+            s["slm_tokens_per_query"], s["llm_share"], s.get("short_share"), s.get("cut_share"),
+            s.get("no_answer_share"), s["note"]]
 
 
-POLICY_HEADERS = ["policy", "accuracy", "$ per 1k queries", "LLM tokens/q", "SLM tokens/q", "LLM share", "note"]
+POLICY_HEADERS = ["policy", "accuracy", "$ per 1k queries", "LLM tokens/q", "SLM tokens/q", "LLM share",
+                  f"answers < {SHORT_ANSWER_TOKENS} tok", "cut at max_tokens", "no answer", "note"]
 
 
 def render_markdown(rp: Replay, matched: list[dict[str, Any]]) -> str:

@@ -47,17 +47,31 @@ def _num(text: str) -> int | float:
 
 
 def _calls(row: Any) -> list[dict[str, Any]]:
-    calls = []
+    """The calls a live run would have recorded for one replayed outcome row: the LLM's (prompt in, hint
+    or full answer out) and the SLM's (its prompt in, its continuation out, as the grid counted them)."""
     hint, full = int(row["hint_tokens"]), bool(row["full"])
+    cut = row.get("cut")
+    finish = "" if cut is None or cut != cut else ("length" if cut >= 0.5 else "stop")  # the graded answer's
+    llm: list[dict[str, Any]] = []
     if hint > 0 or full:
-        calls.append({"role": "large", "input_tokens": int(row["llm_tokens"]) - hint, "cached_input_tokens": 0,
-                      "output_tokens": hint, "latency_s": 0.0, "cached": False, "error": None,
-                      "purpose": "answer" if full else "hint"})
-    if float(row["slm_tokens"]) > 0:
-        calls.append({"role": "small", "input_tokens": 0, "cached_input_tokens": 0,
-                      "output_tokens": int(round(float(row["slm_tokens"]))), "latency_s": 0.0, "cached": False,
-                      "error": None, "purpose": "continue"})
-    return calls
+        llm.append({"role": "large", "input_tokens": int(row["llm_tokens"]) - hint, "cached_input_tokens": 0,
+                    "output_tokens": hint, "latency_s": 0.0, "cached": False, "error": None,
+                    "purpose": "answer" if full else "hint", "finish_reason": finish if full else "length"})
+    slm: list[dict[str, Any]] = []
+    slm_in, slm_out = float(row["slm_input_tokens"]), float(row["slm_output_tokens"])
+    if slm_in + slm_out > 0:
+        slm.append({"role": "small", "input_tokens": int(round(slm_in)), "cached_input_tokens": 0,
+                    "output_tokens": int(round(slm_out)), "latency_s": 0.0, "cached": False,
+                    "error": None, "purpose": "answer" if full else "continue", "finish_reason": "" if full else finish})
+    # a full answer after SLM tokens is a cascade's deferral: the SLM answered first, then the LLM
+    return slm + llm if full else llm + slm
+
+
+def _status(row: Any) -> str:
+    if row["acc"] >= 0.5:
+        return "pass"
+    no_answer = row.get("no_answer")
+    return "no_answer" if no_answer is not None and no_answer == no_answer and no_answer >= 0.5 else "fail"
 
 
 def export_policy(rp: Any, result: Any, policy: str, label: str | None, dest_root: Path) -> Path:
@@ -72,7 +86,7 @@ def export_policy(rp: Any, result: Any, policy: str, label: str | None, dest_roo
     records = []
     for i, row in result.outcome.iterrows():
         records.append({"query_id": row["query_id"], "index": int(i), "correct": bool(row["acc"] >= 0.5),
-                        "status": "pass" if row["acc"] >= 0.5 else "fail", "error": None,
+                        "status": _status(row), "error": None,
                         "calls": _calls(row), "decision": {"hint_tokens": int(row["hint_tokens"]),
                                                            "full_llm_answer": bool(row["full"])}})
     if store.samples_path.exists():

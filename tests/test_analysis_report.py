@@ -278,3 +278,39 @@ def test_leaderboard_shows_one_operating_point_per_long_sweep(tmp_path: Path) ->
     assert len(rows) == 1 and f"cascade-x(threshold={expected:g}) (1 of 7)" in rows[0]
     assert md.count("| shepherd(hint_tokens=") == 3
     assert md.count("| route(threshold=") == 1 and "(1 of 2)" in md  # short threshold sweeps too
+
+
+def test_answer_sanity_shares_from_hand_made_samples() -> None:
+    import pandas as pd
+
+    from shepherd_bench.analysis.runs import Run, sample_frame
+
+    def call(role: str, purpose: str, out: int, finish: str = "stop", error: str | None = None) -> dict[str, Any]:
+        return {"role": role, "purpose": purpose, "input_tokens": 50, "output_tokens": out,
+                "finish_reason": finish, "error": error}
+
+    records = [
+        # a format failure: 6 tokens, answered, wrong
+        {"query_id": "a", "correct": False, "status": "fail", "calls": [call("small", "answer", 6)]},
+        # 12-token hint + 200-token continuation: 212 tokens, not short; cut at max_tokens
+        {"query_id": "b", "correct": True, "status": "pass", "decision": {"hint_tokens": 12},
+         "calls": [call("large", "hint", 12, "length"), call("small", "continue", 200, "length")]},
+        # 5-token hint + 4-token continuation: 9 tokens, short
+        {"query_id": "c", "correct": False, "status": "no_answer", "decision": {"hint_tokens": 5},
+         "calls": [call("large", "hint", 5, "length"), call("small", "continue", 4)]},
+        # a failed call: an error, left out of every share
+        {"query_id": "d", "correct": None, "status": "error", "error": "boom",
+         "calls": [call("small", "answer", 0, "", "boom")]},
+    ]
+    free = load_prices().get("free")
+    df = sample_frame(records, free, free)
+    assert list(df["answer_tokens"].iloc[:3]) == [6, 212, 9]
+    run = Run(path=Path("x"), manifest={}, summary={}, samples=df)
+    s = run.sanity()
+    assert s["n"] == 3
+    assert s["short"] == pytest.approx(2 / 3)
+    assert s["cut"] == pytest.approx(1 / 3)
+    assert s["no_answer"] == pytest.approx(1 / 3)
+    # an older run with no finish reasons: the cut share is unknown, never 0
+    old = sample_frame([{**records[0], "calls": [{**records[0]["calls"][0], "finish_reason": ""}]}], free, free)
+    assert pd.isna(Run(path=Path("x"), manifest={}, summary={}, samples=old).sanity()["cut"])

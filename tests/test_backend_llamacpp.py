@@ -118,3 +118,17 @@ def test_an_interrupted_batch_keeps_its_finished_calls_in_the_cache(small_backen
     res = rerun.generate(reqs)
     assert all(r.ok for r in res) and sum(r.cached for r in res) == 1
     assert [r.text for r in res] == [r.text for r in small_backend.generate(reqs)]
+
+
+def test_speculative_decoding_loads_a_draft_and_keys_the_cache_apart(small_backend: LlamaCppBackend) -> None:
+    """The 0.5B drafting for itself (cheap): the draft loads, answers come back, and the identity names
+    the draft, so speculative outputs (which can differ in low-order floats on CPU, see
+    benchmarks/bench_grid.py --speculative) never share cache entries with plain decoding."""
+    drafted = LlamaCppBackend(SMALL.name, LlamaCppSettings(n_parallel=2, n_ctx_per_slot=1024,
+                                                           draft_model=SMALL.name, draft_max=4), progress=False)
+    (res,) = drafted.generate([GenRequest(ADD, max_tokens=16)])
+    assert res.ok and res.text and 0 < res.output_tokens <= 16
+    plain, spec = small_backend.identity, drafted.identity
+    assert spec.revision == plain.revision and spec.key() != plain.key()
+    assert dict(spec.extra)["draft_model"] == SMALL.sha256
+    drafted.close()

@@ -233,3 +233,28 @@ def test_predicted_cv_and_labels_export(tmp_path: Path, capsys: pytest.CaptureFi
     assert {r.query_id: (r.slm_correct, r.llm_correct) for r in rows} == \
         {q: (bool(c[0]), bool(c[2])) for q, c in TRUTH.items()}
     assert rows[0].text == "easy sum of two numbers" and rows[0].slm_answer == "x"
+
+
+def test_exported_calls_split_slm_input_and_output_as_the_grid_counted_them(tmp_path: Path) -> None:
+    """The SLM call of an exported run has the grid's input tokens in and its output tokens out (not the
+    sum as output), and a cascade's deferral is recorded in live order: SLM answer, then LLM answer."""
+    from shepherd_bench.analysis.runs import load_run
+    from shepherd_bench.replay_export import export_runs
+
+    rp = run_policies(open_replay(write_grid(tmp_path / "g")), ["slm", "tokens:5", "oracle-cascade"])
+    runs = {load_run(p).strategy: p for p in export_runs(rp, tmp_path / "runs")}
+
+    def calls(strategy: str) -> dict[str, list[dict[str, Any]]]:
+        recs = [json.loads(line) for line in (runs[strategy] / "samples.jsonl").read_text().splitlines()]
+        return {r["query_id"]: r["calls"] for r in recs}
+
+    slm = calls("slm")["qB"]
+    assert [(c["role"], c["input_tokens"], c["output_tokens"]) for c in slm] == [("small", 50, 20)]
+    hinted = calls("shepherd")["qB"]
+    assert [(c["role"], c["purpose"], c["input_tokens"], c["output_tokens"]) for c in hinted] == [
+        ("large", "hint", INPUT, 5), ("small", "continue", 55, 20)]
+    deferred = calls("cascade-oracle")["qC"]  # the SLM fails qC: the LLM answers after it
+    assert [(c["role"], c["input_tokens"], c["output_tokens"]) for c in deferred] == [
+        ("small", 50, 20), ("large", INPUT, N)]
+    run = load_run(runs["shepherd"])
+    assert run.samples.set_index("query_id").loc["qB", "answer_tokens"] == 5 + 20

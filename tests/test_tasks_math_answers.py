@@ -171,3 +171,31 @@ def test_a_copied_format_placeholder_is_not_an_answer() -> None:
     assert extract_answer(text) == "22"
     assert extract_answer("#### <number>", number_fallback=False) is None
     assert extract_answer("#### 5\n#### <number>") == "5"
+
+
+# Held-out cases from real outputs of the embedded pair (issue: a numberless "####" heading blocked the
+# boxed answer; an early "####" beat a later boxed one).
+def test_a_numberless_hash_heading_does_not_block_the_boxed_answer() -> None:
+    from shepherd_bench.tasks.math_answers import extract_answer
+
+    text = "... = 540 meters\n\n#### Final Answer:\n\\[\n\\boxed{540}\n\\]"
+    assert extract_answer(text) == "540"
+    assert score_answer(text, "540").correct
+
+
+def test_the_marked_answer_written_last_wins() -> None:
+    from shepherd_bench.tasks.math_answers import extract_answer
+
+    assert extract_answer("#### 16\nWait, I forgot the second day.\n16 * 3 = 48\n\\boxed{48}") == "48"
+    assert extract_answer("\\boxed{16}\nOn reflection 16 * 3 = 48.\n#### 48") == "48"
+    assert extract_answer("So \\boxed{7}. Checking: the answer is 9.") == "9"
+    assert extract_answer("The answer is 9. Writing it boxed: \\(\\boxed{9}\\) dollars") == "9"
+    assert extract_answer("#### Final Answer: 540") == "540"  # a label on the hash line is not the answer
+
+
+def test_prose_after_the_answer_is_not_an_answer() -> None:
+    from shepherd_bench.tasks.math_answers import extract_answer
+
+    assert extract_answer("Total: \\boxed{18}\n\nI hope the answer is clear.") == "18"
+    assert extract_answer("\\boxed{18}. The final answer: see above.") == "18"
+    assert extract_answer("So the answer is B.") == "B"  # a multiple-choice option letter is answer-like

@@ -36,6 +36,7 @@ from .matched import (
 )
 from .runs import (
     LLM_STRATEGY,
+    SHORT_ANSWER_TOKENS,
     SLM_STRATEGY,
     AlignedRuns,
     Run,
@@ -167,6 +168,7 @@ def strategy_rows(a: TaskAnalysis) -> list[dict[str, Any]]:
             "usd_per_1k_high": st.cost.high * PER_1K,
             "cost_reduction": cost_reduction(st.cost.estimate, refs["l"].cost.estimate) if "l" in refs else None,
             "ace": None, "date": run.date, "harness_version": run.harness_version,
+            **{f"{k}_share": v for k, v in run.sanity().items() if k != "n"},
         }
         if "l" in refs and "s" in refs and nm not in (a.llm, a.slm):
             l_, s_ = refs["l"], refs["s"]
@@ -252,6 +254,18 @@ def settings_note(a: TaskAnalysis, prices: PriceTable) -> str:
             f"never extrapolated.")
 
 
+def sanity_markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The answer-shape table: a format failure shows here even when it hides inside an accuracy."""
+    table = [[r["strategy"], fmt_pct(r["short_share"]), fmt_pct(r["cut_share"]), fmt_pct(r["no_answer_share"])]
+             for r in rows]
+    head = ["strategy", f"answers < {SHORT_ANSWER_TOKENS} output tokens", "cut at max_tokens",
+            "no extractable answer"]
+    return ["### Answer sanity", "",
+            tabulate(table, headers=head, tablefmt="github", disable_numparse=True), "",
+            "Shares of graded samples; the answer is the last successful call's output (a continuation "
+            "counts its hint). \"–\": the run recorded no finish reasons.", ""]
+
+
 def task_markdown(a: TaskAnalysis, prices: PriceTable) -> str:
     ref = "LLM-only" if a.llm else a.aligned.names[0]
     rows = strategy_rows(a)
@@ -265,6 +279,7 @@ def task_markdown(a: TaskAnalysis, prices: PriceTable) -> str:
             "cost reduction vs LLM-only", "ACE"]
     out = [f"## {a.task}", "", settings_note(a, prices), "",
            tabulate(table, headers=head, tablefmt="github", disable_numparse=True), ""]
+    out += sanity_markdown(rows)
     srows = sweep_rows(a)
     if srows:
         tgt = a.settings.target.label

@@ -20,7 +20,9 @@ from ..backends.meter import CallRecord
 from ..prices import PriceTable, calls_cost, load_prices
 
 SAMPLE_COLUMNS = ("query_id", "index", "correct", "error", "status", "cost_usd", "llm_cost_usd",
-                  "slm_cost_usd", "llm_input_tokens", "llm_output_tokens", "llm_calls", "score")
+                  "slm_cost_usd", "llm_input_tokens", "llm_output_tokens", "llm_calls", "score",
+                  "answer_tokens", "cut", "no_answer")
+SHORT_ANSWER_TOKENS = 15  # an answer this short is a format failure more often than an answer (replay.py too)
 CALL_DEFAULTS: dict[str, Any] = {"cached_input_tokens": 0, "latency_s": 0.0, "cached": False}  # compact files
 LLM_STRATEGY = "llm"
 SLM_STRATEGY = "slm"
@@ -110,6 +112,17 @@ class Run:
     def harness_version(self) -> str:
         return str(self.manifest.get("harness_version", "?"))
 
+    def sanity(self) -> dict[str, float]:
+        """Shares over graded samples (errors left out): answers under ``SHORT_ANSWER_TOKENS`` output
+        tokens, answers cut at ``max_tokens`` (NaN when no call recorded a finish reason), answers
+        with nothing to grade (no final answer / empty program)."""
+        df = self.samples[self.samples["error"].isna()]
+        known = df["cut"].dropna()
+        return {"n": float(len(df)),
+                "short": float((df["answer_tokens"] < SHORT_ANSWER_TOKENS).mean()) if len(df) else np.nan,
+                "cut": float(known.mean()) if len(known) else np.nan,
+                "no_answer": float(df["no_answer"].mean()) if len(df) else np.nan}
+
     @property
     def sweep_key(self) -> tuple[str, ...]:
         """Runs sharing this key form one sweep: same task, strategy, models and non-numeric parameters
@@ -123,6 +136,21 @@ class Run:
         return (self.task, self.strategy, self.slm, self.llm, family)
 
 
+def answer_shape(calls: Sequence[CallRecord], decision: dict[str, Any]) -> tuple[float, float]:
+    """(output tokens of the graded answer, 1.0 if it was cut at ``max_tokens``) for one sample, from
+    its last successful call: a continuation counts its hint too. NaN where unknown (no successful
+    call; a backend or an older run that recorded no finish reason)."""
+    done = [c for c in calls if c.error is None]
+    if not done:
+        return np.nan, np.nan
+    last = done[-1]
+    tokens = last.output_tokens
+    if last.purpose == "continue":
+        tokens += int(decision.get("hint_tokens") or 0)
+    cut = np.nan if not last.finish_reason else float(last.finish_reason == "length")
+    return float(tokens), cut
+
+
 def sample_frame(records: Sequence[dict[str, Any]], large: Any, small: Any) -> pd.DataFrame:
     """One row per sample with its cost (USD) and LLM token counts."""
     rows: list[dict[str, Any]] = []
@@ -132,6 +160,7 @@ def sample_frame(records: Sequence[dict[str, Any]], large: Any, small: Any) -> p
         correct = r.get("correct")
         decision = r.get("decision") or {}
         score = decision.get("score") if isinstance(decision, dict) else None
+        answer_tokens, cut = answer_shape(calls, decision if isinstance(decision, dict) else {})
         rows.append({
             "query_id": str(r["query_id"]),
             "index": int(r.get("index", len(rows))),
@@ -145,6 +174,9 @@ def sample_frame(records: Sequence[dict[str, Any]], large: Any, small: Any) -> p
             "llm_output_tokens": sum(c.output_tokens for c in big),
             "llm_calls": len(big),
             "score": np.nan if score is None else float(score),
+            "answer_tokens": answer_tokens,
+            "cut": cut,
+            "no_answer": float(r.get("status") == "no_answer"),
         })
     return pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
 

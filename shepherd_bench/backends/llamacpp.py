@@ -40,6 +40,14 @@ class LlamaCppSettings:
     # bits from a fresh prefill, so with it on, outputs can depend on what ran before; turn it off (and
     # use one slot) for bit-for-bit reproducibility across differently ordered runs.
     cache_prompt: bool = True
+    # Speculative decoding: a smaller model of the same tokenizer (a known name or a .gguf path) drafts up
+    # to ``draft_max`` tokens that this model verifies in one batch. Exact in exact arithmetic, but on CPU
+    # the batched verification changes low-order float sums, so some greedy texts differ from plain
+    # decoding: the identity (the cache namespace) names the draft. benchmarks/bench_grid.py
+    # --speculative measures speed and agreement against plain decoding.
+    draft_model: str = ""
+    draft_max: int = 16
+    draft_min: int = 0
 
     def threads(self) -> int:
         return self.n_threads or (os.cpu_count() or 1)
@@ -61,6 +69,17 @@ class _Engine:
         params.ctx_shift = False  # never drop prompt tokens silently
         params.warmup = False
         params.verbosity = 0
+        self.draft_sha256 = ""
+        if settings.draft_model:
+            draft = resolve_model(settings.draft_model, progress=False)
+            self.draft_sha256 = draft.sha256
+            spec = params.speculative
+            spec.types = [xllamacpp.common_speculative_type.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE]
+            spec.draft.mparams.path = str(draft.path)
+            spec.draft.n_max = settings.draft_max
+            spec.draft.n_min = settings.draft_min
+            spec.draft.cpuparams.n_threads = settings.threads()
+            spec.draft.cpuparams_batch.n_threads = settings.threads()
         self.model = model
         self.settings = settings
         self.server = xllamacpp.Server(params)
@@ -147,11 +166,15 @@ class LlamaCppBackend:
     @property
     def identity(self) -> BackendIdentity:
         eng = self.engine()
+        st = self.settings
+        extra = (("draft_model", eng.draft_sha256), ("draft_max", str(st.draft_max)),
+                 ("draft_min", str(st.draft_min))) if st.draft_model else ()
         return BackendIdentity(
             kind="llamacpp",
             model=eng.model.name,
             revision=eng.model.sha256,
             chat_template_sha256=hashlib.sha256(eng.chat_template.encode()).hexdigest(),
+            extra=extra,
         )
 
     def render_prompt(self, request: GenRequest) -> list[int]:

@@ -19,6 +19,7 @@ class CallRecord:
     cached: bool
     error: str | None = None
     purpose: str = ""  # e.g. "answer", "hint", "continue", "sample"
+    finish_reason: str = ""  # "stop", "length" (cut at max_tokens), ... as the backend said; "" unknown
 
     @classmethod
     def from_result(cls, role: Role, res: GenResult, purpose: str = "") -> CallRecord:
@@ -31,6 +32,7 @@ class CallRecord:
             cached=res.cached,
             error=res.error,
             purpose=purpose,
+            finish_reason=res.finish_reason,
         )
 
     def to_json(self) -> dict[str, Any]:

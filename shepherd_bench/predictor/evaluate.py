@@ -158,7 +158,12 @@ def _add_sample_cost(out: pd.DataFrame, data: GridData, pricing: Pricing) -> pd.
     per = lt0["slm_cost"].to_numpy() / np.maximum(lt0["slm_tokens"].to_numpy(), 1.0)  # avg price per token
     extra_tok = r["slm_sample_tokens"].to_numpy(float)
     own = np.where(out["hint_tokens"].to_numpy() == 0, out["slm_tokens"].to_numpy(), 0.0)
+    z = data.rows[(data.rows["level"] == 0) & ~data.rows["full"].astype(bool) & (data.rows["sample"] < 3)]
+    paid = z.groupby("query_id")[["slm_input_tokens", "slm_output_tokens"]].sum().reindex(out["query_id"]).fillna(0.0)
+    hint0 = out["hint_tokens"].to_numpy() == 0
     out = out.copy()
+    for col in ("slm_input_tokens", "slm_output_tokens"):  # the samples replace a hint-0 answer (one of them)
+        out[col] = np.where(hint0, 0.0, out[col].to_numpy(float)) + paid[col].to_numpy(float)
     out["slm_tokens"] = out["slm_tokens"] + extra_tok - own
     out["slm_cost"] = out["slm_cost"] + (extra_tok - own) * per
     out["cost"] = out["llm_cost"] + out["slm_cost"]

@@ -50,6 +50,9 @@ class Task(Protocol):
 
 SYSTEM_CODE = "You are an expert Python programmer."
 SYSTEM_MATH = "You are a careful math solver."
+# Question first, reasoning before the conclusion, the final answer boxed: the convention these
+# instruct models are trained on. Shared by every math task, model and strategy.
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
 def chat(system: str, user: str) -> tuple[Message, ...]:

@@ -9,7 +9,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from .base import Dataset, Doc
+from .base import MATH_INSTRUCTION, Dataset, Doc
 from .data import (
     DataNotFound,
     HubSpec,
@@ -27,10 +27,9 @@ DEFAULT_SIZE = 2147
 DEFAULT_SEED = 0
 FIELDS = ("problem", "answer", "source")
 SUFFIXES = (".jsonl", ".json", ".parquet")
-PROMPT = (
-    "Solve the following math problem step by step. "
-    "Put your final answer in \\boxed{{}}.\n\n{problem}"
-)
+def prompt(problem: str) -> str:
+    return f"{problem.strip()}\n\n{MATH_INSTRUCTION}"
+
 
 
 def hub_spec(config: str) -> HubSpec:
@@ -70,7 +69,7 @@ def sample_rows(rows: list[dict[str, Any]], size: int, seed: int) -> list[dict[s
 def row_to_doc(row: dict[str, Any], index: int) -> Doc:
     uid = str(row.get("uuid") or index)
     record = {"gold": str(row["answer"]).strip(), "solution": row.get("solution", "")}
-    return Doc(id=f"cnk12/{uid}", prompt=PROMPT.format(problem=str(row["problem"]).strip()), record=record)
+    return Doc(id=f"cnk12/{uid}", prompt=prompt(str(row["problem"])), record=record)
 
 
 class CNK12(MathTask):

@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .base import Dataset, Doc
+from .base import MATH_INSTRUCTION, Dataset, Doc
 from .data import DataFormatError, HubSpec, RawData, load_local_or_hub, require_fields
 from .math_answers import gsm8k_gold
 from .math_task import MathTask
 
 SPEC = HubSpec("gsm8k", "gsm8k/test.jsonl", "openai/gsm8k", "main", "test")
-PROMPT = (
-    "Solve the following math problem step by step. "
-    "End your response with a final line of the form '#### <number>'.\n\n{question}"
-)
+def prompt(question: str) -> str:
+    return f"{question.strip()}\n\n{MATH_INSTRUCTION}"
+
 
 
 def row_to_doc(i: int, row: dict[str, Any], source: str) -> Doc:
@@ -23,7 +22,7 @@ def row_to_doc(i: int, row: dict[str, Any], source: str) -> Doc:
     except ValueError as e:
         raise DataFormatError(f"{source}: record {i}: {e}") from None
     record = {"gold": gold, "solution": row["answer"]}
-    return Doc(id=f"gsm8k/{i}", prompt=PROMPT.format(question=str(row["question"]).strip()), record=record)
+    return Doc(id=f"gsm8k/{i}", prompt=prompt(str(row["question"])), record=record)
 
 
 def docs_from(raw: RawData) -> list[Doc]:

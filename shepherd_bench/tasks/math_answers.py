@@ -1,7 +1,8 @@
 r"""Math answer extraction and comparison: pure functions, no model or data access.
 
-Extraction order for a model's answer: the last ``#### x`` line, the last ``\boxed{...}``, the last
-"the answer is ..." phrase, the last number. Comparison: numeric equivalence where both sides parse
+Extraction of a model's final answer: of the marked answers (a ``#### x`` line that holds a number, a
+``\boxed{...}``, an answer-like "the answer is ..." phrase) the one written *last* wins; without any,
+the last number. Comparison: numeric equivalence where both sides parse
 as numbers (commas, ``$``, units, percent, simple fractions, ``\frac``/``\dfrac``, decimals), else a
 normalised exact-string match (for expression answers).
 """
@@ -12,7 +13,9 @@ import re
 from fractions import Fraction
 
 _HASHES = re.compile(r"####\s*([^\n]*)")
-_PLACEHOLDER = re.compile(r"<[^<>\d]*>")
+_LABEL = re.compile(r"^[\W_]*(?:final\s+)?answer\s*(?:is\b|:|=)?[*:\s]*", re.IGNORECASE)
+_DIGIT = re.compile(r"\d")
+_ANSWER_LIKE = re.compile(r"\d|\\[A-Za-z]|^\(?[A-E]\)?$|^[A-Za-z]\s*[=<>]")
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 _PHRASE = re.compile(
     r"(?:(?:final answer|the answer)\s*(?:is|=|:)|^[\W_]*answer[*\s]*:)[*:\s]*(.+?)(?:\.\s|\.?\s*$|\n)",
@@ -41,21 +44,26 @@ def matching_brace(text: str, open_at: int) -> int:
     return -1
 
 
-def last_boxed(text: str) -> str | None:
-    r"""Content of the last ``\boxed{...}`` (nested braces) or ``\boxed x``; None if there is none."""
-    found: str | None = None
+def boxed_answers(text: str) -> list[tuple[int, str]]:
+    r"""(position, content) of every ``\boxed{...}`` (nested braces) or ``\boxed x``, in order."""
+    found: list[tuple[int, str]] = []
     for m in _BOXED.finditer(text):
         start = m.end()
         if start < len(text) and text[start] == "{":
             end = matching_brace(text, start)
-            if end == -1:
-                continue
-            found = text[start + 1 : end]
+            if end != -1:
+                found.append((m.start(), text[start + 1 : end].strip()))
         else:
             bare = re.match(r"[^\s$]+", text[start:])
             if bare:
-                found = bare.group(0)
-    return found.strip() if found is not None else None
+                found.append((m.start(), bare.group(0).strip()))
+    return found
+
+
+def last_boxed(text: str) -> str | None:
+    r"""Content of the last ``\boxed{...}`` or ``\boxed x``; None if there is none."""
+    found = boxed_answers(text)
+    return found[-1][1] if found else None
 
 
 def last_number(text: str) -> str | None:
@@ -63,20 +71,26 @@ def last_number(text: str) -> str | None:
     return nums[-1] if nums else None
 
 
+def _marked_answers(text: str) -> list[tuple[int, str]]:
+    """(position, answer) of every marked final answer in ``text``."""
+    found: list[tuple[int, str]] = []
+    for m in _HASHES.finditer(text):
+        content = _LABEL.sub("", m.group(1).strip()).strip()
+        if _DIGIT.search(content):  # "#### Final Answer:" or "#### <number>" is a heading, not an answer
+            found.append((m.start(), content))
+    found += [(at, boxed) for at, boxed in boxed_answers(text) if boxed]
+    for m in _PHRASE.finditer(text):
+        cand = m.group(1).strip().strip("*").strip()
+        if cand and _ANSWER_LIKE.search(cand):  # "the answer is clear" is prose, not an answer
+            found.append((m.start(), cand))
+    return found
+
+
 def extract_answer(text: str, *, number_fallback: bool = True) -> str | None:
     """The final answer in a model's response, as written (not yet normalised); None if none found."""
-    hashes = [h.strip() for h in _HASHES.findall(text)]
-    hashes = [h for h in hashes if h and not _PLACEHOLDER.fullmatch(h)]  # "#### <number>" copied from the prompt
-    if hashes:
-        return hashes[-1]
-    boxed = last_boxed(text)
-    if boxed:
-        return boxed
-    phrases = _PHRASE.findall(text)
-    if phrases:
-        cand = phrases[-1].strip().strip("*").strip()
-        if cand:
-            return cand
+    marked = _marked_answers(text)
+    if marked:
+        return max(marked, key=lambda pm: pm[0])[1]
     return last_number(text) if number_fallback else None
 
 
