@@ -174,3 +174,41 @@ def test_apgr_agrees_with_routellm_trapezoid_on_a_concave_curve() -> None:
     g = np.sqrt(x)
     trapz = float(np.sum((g[1:] + g[:-1]) / 2 * np.diff(x)))
     assert apgr(x[1:-1], g[1:-1]) == pytest.approx(trapz)
+
+
+def test_aiq_hand_computed() -> None:
+    """SLM-only (0, 0.50), LLM-only (1.0, 0.70), a sweep point (0.2, 0.66) and a dominated one (0.5, 0.60).
+    Hull (0, .5) -> (.2, .66) -> (1, .7): area .2 * (.5 + .66) / 2 + .8 * (.66 + .7) / 2 = .66 over a cost
+    range of 1. Staircase: .5 * .2 + .66 * .8 = .628."""
+    from shepherd_bench.analysis.matched import aiq
+
+    acc, cost = [0.66, 0.60, 0.50, 0.70], [0.2, 0.5, 0.0, 1.0]
+    assert aiq(acc, cost, 0.0, 1.0) == pytest.approx(0.66)
+    assert aiq(acc, cost, 0.0, 1.0, "pareto") == pytest.approx(0.628)
+    # normalised by the cost range: dollars or fractions give the same AIQ
+    assert aiq(acc, [c * 2.4e-4 for c in cost], 0.0, 2.4e-4) == pytest.approx(0.66)
+    # the same curve in RouteLLM's axes: AIQ = A_s + (A_l - A_s) * APGR
+    g = apgr([0.2, 0.5], [(0.66 - 0.5) / 0.2, (0.60 - 0.5) / 0.2])
+    assert aiq(acc, cost, 0.0, 1.0) == pytest.approx(0.5 + 0.2 * g)
+    # only the end points: the chord, (A_s + A_l) / 2
+    assert aiq([0.5, 0.7], [0.0, 1.0], 0.0, 1.0) == pytest.approx(0.6)
+    assert aiq([0.5, 0.7], [0.1, 1.0], 0.0, 1.0) is None  # nothing costs c_min or less
+
+
+def test_aiq_bootstrap_is_paired_and_contains_the_estimate() -> None:
+    from shepherd_bench.analysis.matched import aiq, aiq_bootstrap
+
+    rng = np.random.default_rng(3)
+    n = 300
+    slm = (rng.random(n) < 0.4).astype(float)
+    llm = np.maximum(slm, (rng.random(n) < 0.5).astype(float))
+    hinted = np.maximum(slm, (rng.random(n) < 0.3).astype(float))
+    cost_llm = 1e-4 + 1e-5 * rng.random(n)
+    cost_hint = 0.3 * cost_llm
+    r = aiq_bootstrap(hinted[:, None], cost_hint[:, None], (slm, np.zeros(n)), (llm, cost_llm), B=500, seed=1)
+    expect = aiq([hinted.mean(), slm.mean(), llm.mean()], [cost_hint.mean(), 0.0, cost_llm.mean()],
+                 0.0, float(cost_llm.mean()))
+    assert r.estimate == pytest.approx(expect)
+    assert r.low is not None and r.high is not None and r.low < r.estimate < r.high
+    again = aiq_bootstrap(hinted[:, None], cost_hint[:, None], (slm, np.zeros(n)), (llm, cost_llm), B=500, seed=1)
+    assert (again.low, again.high) == (r.low, r.high)

@@ -361,3 +361,68 @@ def frontier_points(acc: FloatArray, cost: FloatArray, mode: str = "concave") ->
     """``[m, 2]`` (cost, accuracy) frontier vertices, for plots."""
     h = upper_hull(acc, cost, mode)
     return np.column_stack([np.asarray(cost)[h], np.asarray(acc)[h]])
+
+
+# --- AIQ (RouterBench) ---------------------------------------------------------------------------------
+
+def aiq(acc: Sequence[float] | FloatArray, cost: Sequence[float] | FloatArray, c_min: float, c_max: float,
+        mode: str = "concave") -> float | None:
+    """RouterBench's average improvement in quality: the area under the non-decreasing convex hull of
+    accuracy vs cost on ``[c_min, c_max]``, divided by ``c_max - c_min`` (an accuracy, in [0, 1]).
+
+    Pass the end points with the sweep (SLM-only at ``c_min``, LLM-only at ``c_max``; with a free SLM
+    the normaliser is the maximum cost). The hull f(c) is the best accuracy reachable with cost <= c
+    (mixing allowed in ``"concave"`` mode; the staircase in ``"pareto"``); below the cheapest point
+    there is nothing to integrate, so ``None`` when no point costs ``c_min`` or less.
+    """
+    a, c = np.asarray(acc, dtype=np.float64), np.asarray(cost, dtype=np.float64)
+    if not c_max > c_min or not np.any(c <= c_min + EPS):
+        return None
+    h = upper_hull(a, c, mode)  # by increasing cost, accuracy increasing
+    hc, ha = c[h], a[h]
+    inside = (hc > c_min) & (hc < c_max)
+    xs = np.concatenate([[c_min], hc[inside], [c_max]])
+    if mode == "pareto":
+        f = ha[np.searchsorted(hc, xs + EPS, side="right") - 1]  # best accuracy with cost <= x
+        area = float(np.sum(f[:-1] * np.diff(xs)))
+    else:
+        f = np.interp(xs, hc, ha)  # the hull is linear between vertices and flat past the last one
+        area = float(np.sum((f[:-1] + f[1:]) / 2 * np.diff(xs)))
+    return area / (c_max - c_min)
+
+
+@dataclass(frozen=True)
+class AIQResult:
+    estimate: float | None
+    low: float | None
+    high: float | None
+    B: int
+
+
+def aiq_bootstrap(correct: FloatArray, cost: FloatArray, slm: tuple[FloatArray, FloatArray],
+                  llm: tuple[FloatArray, FloatArray], *, B: int = DEFAULT_B, seed: int = 0, level: float = 0.95,
+                  mode: str = "concave", error_policy: str = "wrong", indices: IntArray | None = None) -> AIQResult:
+    """AIQ of a sweep (``correct, cost [n, P]``) with SLM-only and LLM-only (``(correct [n], cost [n])``)
+    as end points and the cost range ``[C_SLM, C_LLM]``, with a paired percentile bootstrap over queries
+    (the same resamples for the sweep and both end points)."""
+    correct = np.atleast_2d(np.asarray(correct, dtype=np.float64).T).T
+    cost = np.atleast_2d(np.asarray(cost, dtype=np.float64).T).T
+    n = correct.shape[0]
+    all_correct = np.column_stack([correct, slm[0], llm[0]])
+    all_cost = np.column_stack([cost, slm[1], llm[1]])
+    vals, used = prepare_correct(all_correct, error_policy)
+    idx = resample_indices(n, B, seed) if indices is None else np.asarray(indices, dtype=np.int64)
+    counts = index_counts(idx, n)
+
+    def one(acc_row: FloatArray, cost_row: FloatArray) -> float:
+        v = aiq(acc_row, cost_row, float(cost_row[-2]), float(cost_row[-1]), mode)
+        return math.nan if v is None else v
+
+    full = np.ones((1, n))
+    est = one(resampled_means(full, vals, used)[0], resampled_means(full, all_cost, used)[0])
+    acc_b, cost_b = resampled_means(counts, vals, used), resampled_means(counts, all_cost, used)
+    boots = np.array([one(acc_b[b], cost_b[b]) for b in range(acc_b.shape[0])])
+    boots = boots[np.isfinite(boots)]
+    alpha = (1.0 - level) / 2.0
+    lo, hi = (float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))) if len(boots) else (None, None)
+    return AIQResult(None if math.isnan(est) else est, lo, hi, int(idx.shape[0]))

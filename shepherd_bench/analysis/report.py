@@ -21,9 +21,11 @@ from tabulate import tabulate
 from ..prices import PriceTable, load_prices
 from .bootstrap import DEFAULT_B, BootstrapResult, Interval, paired_bootstrap
 from .matched import (
+    AIQResult,
     MatchedCost,
     Target,
     ace,
+    aiq_bootstrap,
     apgr,
     cost_fraction,
     cost_ratio,
@@ -69,6 +71,7 @@ class SweepResult:
     apgr: float | None
     cpt50: float | None
     cpt80: float | None
+    aiq: AIQResult | None = None
 
 
 @dataclass
@@ -124,6 +127,9 @@ def _analyse_sweep(a: TaskAnalysis, members: list[Run]) -> SweepResult:
             x, g = cost_fraction(cst, c_s, c_l), pgr(acc, a_s, a_l)
             res.apgr = apgr(x, g, s.mode)
             res.cpt50, res.cpt80 = cpt(x, g, 0.5, s.mode), cpt(x, g, 0.8, s.mode)
+        res.aiq = aiq_bootstrap(al.correct[:, idx], al.cost[:, idx], (al.correct[:, si], al.cost[:, si]),
+                                (al.correct[:, li], al.cost[:, li]), B=s.B, seed=s.seed, level=s.level,
+                                mode=s.mode, error_policy=s.error_policy)
     return res
 
 
@@ -192,6 +198,8 @@ def sweep_rows(a: TaskAnalysis) -> list[dict[str, Any]]:
             "reduction": m.reduction if m else None, "reduction_low": m.reduction_low if m else None,
             "reduction_high": m.reduction_high if m else None,
             "apgr": s.apgr, "cpt50": s.cpt50, "cpt80": s.cpt80,
+            "aiq": s.aiq.estimate if s.aiq else None, "aiq_low": s.aiq.low if s.aiq else None,
+            "aiq_high": s.aiq.high if s.aiq else None,
         })
     return rows
 
@@ -287,14 +295,17 @@ def task_markdown(a: TaskAnalysis, prices: PriceTable) -> str:
         st = [[r["sweep"], r["points"], fmt_pct(r["target_accuracy"]),
                fmt_ci_usd(r["usd_per_1k_at_target"], r["usd_per_1k_at_target_low"], r["usd_per_1k_at_target_high"]),
                fmt_pct(r["not_reached_fraction"]), fmt_ci_pct(r["reduction"], r["reduction_low"], r["reduction_high"], "not reached"),
-               fmt_num(r["apgr"], 3), fmt_pct(r["cpt50"]), fmt_pct(r["cpt80"])] for r in srows]
+               fmt_num(r["apgr"], 3), fmt_pct(r["cpt50"]), fmt_pct(r["cpt80"]),
+               fmt_ci_pct(r["aiq"], r["aiq_low"], r["aiq_high"])] for r in srows]
         out += [tabulate(st, headers=["sweep", "points", "target accuracy", "$ / 1k at target [CI]",
                                       "not reached (resamples)", "cost reduction vs LLM-only [CI]",
-                                      "APGR", "CPT(50%)", "CPT(80%)"],
+                                      "APGR", "CPT(50%)", "CPT(80%)", "AIQ [CI]"],
                          tablefmt="github", disable_numparse=True), ""]
         out += ["APGR and CPT use the cost axis (C - C_SLM) / (C_LLM - C_SLM) with SLM-only and LLM-only "
                 "as the end points; CPT is the cost fraction needed to recover 50% / 80% of the "
-                "SLM-LLM accuracy gap.", ""]
+                "SLM-LLM accuracy gap. AIQ (RouterBench) is the area under the sweep's non-decreasing "
+                "convex hull of accuracy vs cost, SLM-only and LLM-only included, over [C_SLM, C_LLM], "
+                "divided by that range: an accuracy averaged over budgets.", ""]
     crows = comparison_rows(a)
     if crows:
         ct = [[r["a"], r["b"], fmt_num(r["cost_ratio"]), fmt_num(r["savings_ratio"])] for r in crows]
