@@ -35,8 +35,12 @@ def _strategy(policy: str, label: str | None, token_grid: bool) -> tuple[str, di
         # curve names: predicted:cv5, predicted:<model folder>, transfer:<train grid>-><this grid>
         source = arg if kind == "predicted" else "transfer-from-" + arg.split("->")[0]
         source = re.sub(r"[^A-Za-z0-9_.-]", "_", source)
-        return "shepherd", {"policy": "predicted", "predictor": source,
-                            "threshold": _num(label.removeprefix("p>="))}
+        # point labels: "p>=T" (hint threshold) or "p>=T full>=F" (and the full-answer threshold)
+        knobs = dict(part.split(">=", 1) for part in label.split())
+        params: dict[str, Any] = {"policy": "predicted", "predictor": source, "threshold": _num(knobs["p"])}
+        if "full" in knobs:
+            params["full_threshold"] = _num(knobs["full"])
+        return "shepherd", params
     return re.sub(r"[^A-Za-z0-9_.-]", "_", policy), {}
 
 

@@ -134,3 +134,51 @@ def test_reactive_features_and_full_conversion(grid: tuple[Path, dict[str, int]]
     model.full_above = 1.0
     x = model.features(["zebra apple apple apple"])
     assert int(model.decide(x)[0]) == FULL
+
+
+def test_curve_spans_slm_only_to_llm_only_when_stage_two_collapses(grid: tuple[Path, dict[str, int]]) -> None:
+    """Stage 2 predicts 1 token for every query (the collapse seen on real grids): the hint-threshold
+    knob alone tops out at "everyone gets 1 token"; with the full-answer knob the curve still ends at
+    LLM-only, so 95% of LLM-only accuracy is reachable, and its points replay as labelled."""
+    import pandas as pd
+
+    from shepherd_bench.analysis.matched import cost_at_accuracy
+    from shepherd_bench.replay import level_table, llm_rows, slm_rows
+
+    root, need = grid
+    data = load_grid_data(root, PRICING)
+    rng = np.random.default_rng(0)
+    truth = np.array([need[q] > 0 for q in data.query_ids], dtype=float)
+    p = np.clip(0.7 * truth + 0.3 * rng.random(len(truth)), 0, 1)
+    preds = pd.DataFrame({"p_need": p, "n_hat": 1.0, "full_above": 0.9 * N_FULL},
+                         index=pd.Index(data.query_ids, name="query_id"))
+    curve = sweep("collapsed", preds, data, PRICING, reactive=False)
+    lt = level_table(data.rows, PRICING)
+    slm, llm = slm_rows(lt), llm_rows(lt)
+    first, last = curve.points[0].summary(), curve.points[-1].summary()
+    assert curve.labels[0].startswith("p>=1.01") and curve.labels[-1] == "p>=0 full>=0"
+    assert first["accuracy"] == pytest.approx(slm["acc"].mean()) and first["cost_per_query"] == 0
+    assert last["accuracy"] == pytest.approx(llm["acc"].mean())
+    assert last["cost_per_query"] == pytest.approx(llm["cost"].mean())
+    correct, per_query = curve.arrays()
+    acc, cost = correct.mean(axis=0), per_query.mean(axis=0)
+    target = 0.95 * float(llm["acc"].mean())
+    assert cost_at_accuracy(acc, cost, target) is not None
+    one_knob = [pt.summary()["accuracy"] for pt, lab in zip(curve.points, curve.labels, strict=True)
+                if "full" not in lab]
+    assert max(one_knob) < target  # the first knob alone cannot get there
+    # costs never fall as the curve climbs (a frontier), and accuracy rises
+    assert list(cost) == sorted(cost) and list(acc) == sorted(acc)
+
+
+def test_live_policy_takes_both_knobs(grid: tuple[Path, dict[str, int]], tmp_path: Path) -> None:
+    from shepherd_bench.strategies.shepherd import Shepherd
+
+    root, _ = grid
+    path = fit(load_grid_data(root, PRICING), TrainOptions(featurizer="hashed-tfidf")).save(tmp_path / "m")
+    q = Query(id="a", messages=chat("s", "apple river stone"), max_tokens=100)
+    assert load_policy(path).hint_for(q) == 0
+    assert load_policy(path, 0.0, 0.0).hint_for(q) == "full"  # LLM-only end of the curve
+    s = Shepherd(policy="predicted", predictor=str(path), threshold="0", full_threshold="0")
+    pol = s._policy()
+    assert pol.hint_for(q) == "full" and pol.explain(q)["full_threshold"] == 0.0

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 
-def load_policy(path: str | Path, threshold: float | None = None) -> Any:
+def load_policy(path: str | Path, threshold: float | None = None, full_threshold: float | None = None) -> Any:
     """The trained predictor at ``path`` as a ``HintPolicy`` (``hint_for(query) -> int | "full"``)."""
     from .policy import load_policy as _load
 
-    return _load(path, threshold)
+    return _load(path, threshold, full_threshold)
 
 
 __all__ = ["load_policy"]

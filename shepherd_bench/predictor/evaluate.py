@@ -127,25 +127,50 @@ def cross_validate(data: GridData, options: TrainOptions, folds: int = 5, seed: 
 
 def sweep(name: str, preds: pd.DataFrame, data: GridData, pricing: Pricing, reactive: bool,
           points: int = 21) -> Curve:
-    """Threshold on p(need) swept from 'never hint' to 'always hint' into a curve."""
+    """The predictor's operating curve over its two knobs: the threshold on p(need) for a hint and the
+    one for the full answer (``decisions``), each over the quantiles of p(need). The 2-D set is reduced
+    to its cost-accuracy frontier (non-dominated points), and both end points are always on it: SLM-only
+    (no query hinted) and LLM-only (every query gets the full answer), so the curve spans the whole
+    range whatever the second stage predicts."""
+    import math
+
     import numpy as np
     import pandas as pd
 
+    from ..analysis.matched import pareto_frontier
     from ..replay import Curve, level_table, result, token_rows
 
     lt = level_table(data.rows, pricing)
     # rounded to the 3 digits of their labels, so every point has its own label and a label replays exactly
     raw = [1.01, *np.quantile(preds["p_need"], np.linspace(1, 0, points)).tolist(), 0.0]
     taus = sorted({float(f"{t:.3g}") for t in raw}, reverse=True)
-    curve = Curve(name)
+    p_need, n_hat = preds["p_need"].to_numpy(), preds["n_hat"].to_numpy()
+    full_above = float(preds["full_above"].iloc[0])
+    seen: dict[tuple[int, ...], tuple[str, Any]] = {}
     for tau in taus:
-        k = decisions(preds["p_need"].to_numpy(), preds["n_hat"].to_numpy(), tau,
-                      float(preds["full_above"].iloc[0]))
-        out = token_rows(lt, pd.Series(k, index=preds.index))
-        if reactive and data.slm_sample_tokens is not None:
-            out = _add_sample_cost(out, data, pricing)
-        curve.points.append(result(f"{name}@{tau:.3g}", out))
-        curve.labels.append(f"p>={tau:.3g}")
+        # a full-answer threshold below the hint threshold acts as the hint threshold itself
+        for tf in (math.inf, *[t for t in taus if t >= tau]):
+            k = decisions(p_need, n_hat, tau, full_above, tf)
+            key = tuple(int(x) for x in k)
+            if key in seen:
+                continue  # the same decisions: the same point
+            out = token_rows(lt, pd.Series(k, index=preds.index))
+            if reactive and data.slm_sample_tokens is not None:
+                out = _add_sample_cost(out, data, pricing)
+            label = f"p>={tau:.3g}" if math.isinf(tf) else f"p>={tau:.3g} full>={tf:.3g}"
+            seen[key] = (label, result(f"{name}@{label}", out))
+    keys, cands = list(seen), list(seen.values())
+    summ = [r.summary() for _, r in cands]
+    acc = np.array([x["accuracy"] for x in summ])
+    cost = np.array([x["cost_per_query"] for x in summ])
+    keep = set(pareto_frontier(acc, cost).tolist())
+    n = len(p_need)
+    # SLM-only (threshold 1.01: no hint) and LLM-only (threshold 0, full 0: every query the full answer)
+    keep.update({keys.index((0,) * n), keys.index((int(FULL),) * n)})
+    curve = Curve(name)
+    for i in sorted(keep, key=lambda j: (cost[j], acc[j])):
+        curve.points.append(cands[i][1])
+        curve.labels.append(cands[i][0])
     return curve
 
 

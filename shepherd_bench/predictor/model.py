@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,10 +71,10 @@ class HintPredictor:
 
         return np.maximum(np.expm1(self._hidden(x) @ self.reg_coef + self.reg_intercept), 1.0)
 
-    def decide(self, x: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """Hint tokens per row: 0 (no hint), k, or FULL."""
+    def decide(self, x: np.ndarray, threshold: float | None = None, full_threshold: float = math.inf) -> np.ndarray:
+        """Hint tokens per row: 0 (no hint), k, or FULL (see :func:`decisions`)."""
         return decisions(self.p_need(x), self.n_hat(x), self.threshold if threshold is None else threshold,
-                         self.full_above)
+                         self.full_above, full_threshold)
 
     # -- persistence ----------------------------------------------------------------------------------
 
@@ -117,11 +118,16 @@ class HintPredictor:
                    arrays.get("trunk_w"), arrays.get("trunk_b"))
 
 
-def decisions(p_need: np.ndarray, n_hat: np.ndarray, threshold: float, full_above: float) -> np.ndarray:
+def decisions(p_need: np.ndarray, n_hat: np.ndarray, threshold: float, full_above: float,
+              full_threshold: float = math.inf) -> np.ndarray:
+    """Hint tokens per query from the two stages and two knobs: no hint below ``threshold`` on p(need);
+    the full LLM answer at or above ``full_threshold`` (the second knob; infinite: never by p(need)) or
+    where ``ceil(n_hat)`` reaches ``full_above``; else ``ceil(n_hat)`` tokens. ``threshold =
+    full_threshold = 0`` is LLM-only, ``threshold > 1`` SLM-only."""
     import numpy as np
 
     k = np.ceil(n_hat).astype(np.int64)
-    k = np.where(k >= full_above, FULL, k)
+    k = np.where((k >= full_above) | (p_need >= full_threshold), FULL, k)
     return np.where(p_need >= threshold, k, 0)
 
 

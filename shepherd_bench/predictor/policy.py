@@ -8,6 +8,7 @@ shepherd strategy draws those samples itself, the way the grid drew them for tra
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,9 +35,11 @@ def query_text(query: Query) -> str:
 class PredictedHintPolicy:
     """``hint_for(query[, reactive])``: 0 (no hint), a token count, or ``"full"``."""
 
-    def __init__(self, model: HintPredictor, threshold: float | None = None) -> None:
+    def __init__(self, model: HintPredictor, threshold: float | None = None,
+                 full_threshold: float | None = None) -> None:
         self.model = model
         self.threshold = model.threshold if threshold is None else threshold
+        self.full_threshold = math.inf if full_threshold is None else full_threshold
         self.last_ms = 0.0
         self._last: dict[str, Any] = {}
 
@@ -66,7 +69,7 @@ class PredictedHintPolicy:
             react = np.array([[float(reactive[k]) for k in REACTIVE_NAMES]], dtype=np.float64)
         x = self.model.features([query_text(query)], react)
         p = float(self.model.p_need(x)[0])
-        k = int(self.model.decide(x, self.threshold)[0])
+        k = int(self.model.decide(x, self.threshold, self.full_threshold)[0])
         self.last_ms = (time.perf_counter() - t0) * 1000
         self._last = {"query_id": query.id, "p_need": round(p, 4)}
         if react is not None:
@@ -74,7 +77,8 @@ class PredictedHintPolicy:
         return "full" if k == FULL else k
 
     def explain(self, query: Query) -> dict[str, Any]:
-        info = {"hint_source": "predictor", "threshold": self.threshold, "decision_ms": round(self.last_ms, 3),
+        info = {"hint_source": "predictor", "threshold": self.threshold,
+                "full_threshold": None if math.isinf(self.full_threshold) else self.full_threshold, "decision_ms": round(self.last_ms, 3),
                 "featurizer": self.model.featurizer.kind, "train_hash": self.model.meta.get("train_hash"),
                 "reactive": self.model.reactive}
         if self._last.get("query_id") == query.id:
@@ -82,6 +86,8 @@ class PredictedHintPolicy:
         return info
 
 
-def load_policy(path: str | Path, threshold: float | None = None) -> PredictedHintPolicy:
-    """The ``HintPolicy`` saved at ``path`` (a folder with model.json + arrays.npz)."""
-    return PredictedHintPolicy(HintPredictor.load(Path(path)), threshold)
+def load_policy(path: str | Path, threshold: float | None = None,
+                full_threshold: float | None = None) -> PredictedHintPolicy:
+    """The ``HintPolicy`` saved at ``path`` (a folder with model.json + arrays.npz), with the two knobs:
+    the p(need) threshold for a hint (default: the model's) and the one for the full answer (default: never)."""
+    return PredictedHintPolicy(HintPredictor.load(Path(path)), threshold, full_threshold)

@@ -110,14 +110,14 @@ class FractionHint:
                 "length_estimated": True, "length_source": source}
 
 
-def load_hint_policy(path: str) -> HintPolicy:
-    """The trained predictor at ``path`` (``shepherd_bench.predictor.load_policy``)."""
+def load_hint_policy(path: str, threshold: float | None = None, full_threshold: float | None = None) -> HintPolicy:
+    """The trained predictor at ``path`` (``shepherd_bench.predictor.load_policy``) with its two knobs."""
     from .. import predictor
 
     load = getattr(predictor, "load_policy", None)
     if load is None:
         raise UserError(f"cannot load predictor {path!r}: this version has no shepherd_bench.predictor.load_policy yet")
-    policy: HintPolicy = load(path)
+    policy: HintPolicy = load(path, threshold, full_threshold)
     return policy
 
 
@@ -192,6 +192,10 @@ class Shepherd(StrategyBase):
               ("prefill", "in_prompt")),
         Param("policy", str, "fixed", "how k is chosen", ("fixed", "adaptive", "predicted")),
         Param("predictor", str, "", "trained hint predictor (policy=predicted)"),
+        Param("threshold", float, None, "p(need) at or above which a query gets a hint (policy=predicted; "
+              "default: the predictor's own)"),
+        Param("full_threshold", float, None, "p(need) at or above which a query gets the full LLM answer "
+              "(policy=predicted; default: never by p(need)); threshold=0 full_threshold=0 is LLM-only"),
         Param("steps", str, "0,16,64,full", "hint sizes tried in order (policy=adaptive)"),
         Param("samples", int, 3, "SLM samples per round for the self-consistency check (policy=adaptive); "
               "first samples for a reactive predictor without recorded ones"),
@@ -227,7 +231,7 @@ class Shepherd(StrategyBase):
         c = self.config
         if self.hint_policy is None:
             if c["policy"] == "predicted":
-                self.hint_policy = load_hint_policy(c["predictor"])
+                self.hint_policy = load_hint_policy(c["predictor"], c["threshold"], c["full_threshold"])
             elif c["hint_fraction"] is not None:
                 self.hint_policy = FractionHint(c["hint_fraction"], c["expected_answer_tokens"], c["task_kind"])
             else:
