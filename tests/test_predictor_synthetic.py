@@ -182,3 +182,28 @@ def test_live_policy_takes_both_knobs(grid: tuple[Path, dict[str, int]], tmp_pat
     s = Shepherd(policy="predicted", predictor=str(path), threshold="0", full_threshold="0")
     pol = s._policy()
     assert pol.hint_for(q) == "full" and pol.explain(q)["full_threshold"] == 0.0
+
+
+def test_never_solved_queries_are_labelled_apart_and_left_out_of_training(tmp_path: Path) -> None:
+    """Queries no level solves (not even the full answer) must not teach stage 1 that 'no hint is needed'."""
+    import pandas as pd
+
+    root = tmp_path / "g"
+    write_synthetic_grid(root, n=60, seed=1)
+    rows = [json.loads(line) for line in (root / "grid.jsonl").read_text().splitlines()]
+    dead = {f"s/{i}" for i in range(0, 60, 6)}  # 10 queries nothing solves
+    for r in rows:
+        if r["query_id"] in dead:
+            r.update(correct=False, status="fail")
+    (root / "grid.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_grid_data(root, PRICING)
+    solved = pd.Series(data.solved, index=data.query_ids)
+    assert set(solved[~solved].index) == dead
+    n_star = pd.Series(data.n_star, index=data.query_ids)
+    assert (n_star[list(dead)] == 0).all()  # n* stays 0 for display; the label that matters is "unsolved"
+    model = fit(data, TrainOptions(featurizer="hashed-tfidf"))
+    assert model.meta["n_train"] == 50 and model.meta["unsolved_left_out"] == 10
+    # the in-sample guard still recognises the grid it was trained on
+    path = model.save(tmp_path / "m")
+    rp = run_policies(open_replay(root, llm_price="gpt-4o", slm_price="free"), [f"predicted:{path}"])
+    assert "IN-SAMPLE" in rp.curves[0].name

@@ -1,8 +1,10 @@
 """Labels from a grid, honest evaluation (k-fold by query, transfer across tasks) and threshold sweeps.
 
 Labels: ``n*`` = hint tokens of the oracle's choice (the smallest successful level; the full answer's
-length when only it succeeds); queries no level solves get ``n* = 0`` (no hint helps, so paying for one
-is waste). A predicted ``k`` is replayed at the smallest grid level with at least ``k`` tokens.
+length when only it succeeds). Queries no level solves (not even the full LLM answer) are labelled
+*unsolved*, apart from the SLM-solves-alone ``n* = 0``, and are left out of training, as in the paper:
+a never-solved query says nothing about whether a hint would help. They stay in every evaluation, where
+the policy's decision for them is paid for like any other. A predicted ``k`` is replayed at the smallest grid level with at least ``k`` tokens.
 Reactive models pay for their SLM samples: the level-0 samples' SLM tokens are added to every query, and
 a no-hint decision costs nothing more (its answer is one of those samples, scored as level 0 is: the
 mean correctness over the level's samples, i.e. the expected correctness of one sample). Live, the
@@ -39,6 +41,7 @@ class GridData:
     rows: pd.DataFrame  # the grid rows
     lt: pd.DataFrame  # the level table
     sampling: dict[str, Any] | None = None  # how the grid drew its level-0 samples (from its manifest)
+    solved: list[bool] | None = None  # some level solves the query (False: the "unsolved" label)
 
 
 def grid_labels(lt: pd.DataFrame) -> pd.DataFrame:
@@ -72,7 +75,7 @@ def grid_data(rows: pd.DataFrame, lt: pd.DataFrame, llm: dict[str, dict[str, Any
     return GridData(ids, texts, [int(x) for x in lab["n_star"]], [int(x) for x in lab["llm_len"]],
                     react[list(REACTIVE_NAMES)].to_numpy(float) if has else None,
                     react["slm_sample_tokens"].to_numpy(float) if has else None, rows, lt,
-                    reactive_sampling(react, spec) if has else None)
+                    reactive_sampling(react, spec) if has else None, [bool(x) for x in lab["solved"]])
 
 
 def reactive_sampling(react: pd.DataFrame, spec: dict[str, Any] | None) -> dict[str, Any]:
@@ -88,6 +91,9 @@ def fit(data: GridData, options: TrainOptions, idx: Any = None) -> HintPredictor
     import numpy as np
 
     i = np.arange(len(data.texts)) if idx is None else np.asarray(idx)
+    if data.solved is not None:  # never-solved queries are not training examples (module docstring)
+        kept = i[np.asarray([data.solved[j] for j in i], dtype=bool)]
+        i = kept if len(kept) else i
     react = None
     if options.reactive:
         if data.reactive is None:
@@ -97,6 +103,7 @@ def fit(data: GridData, options: TrainOptions, idx: Any = None) -> HintPredictor
                   options, react)
     if options.reactive and data.sampling is not None:
         model.meta["reactive_sampling"] = dict(data.sampling)
+    model.meta["unsolved_left_out"] = int(len(idx) if idx is not None else len(data.texts)) - len(i)
     return model
 
 
@@ -225,7 +232,10 @@ def cross_validated_curve(grid: Path, rows: pd.DataFrame, lt: pd.DataFrame, pric
 def _data_hash(data: GridData) -> str:
     from .model import data_hash
 
-    return data_hash(data.texts, data.n_star)
+    keep = [j for j in range(len(data.texts)) if data.solved is None or data.solved[j]]
+    if not keep:
+        keep = list(range(len(data.texts)))
+    return data_hash([data.texts[j] for j in keep], [data.n_star[j] for j in keep])  # what fit() trains on
 
 
 def transfer(train_grid: Path, test_grid: Path, options: TrainOptions, pricing: Pricing) -> Curve:
