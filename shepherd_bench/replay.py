@@ -519,7 +519,7 @@ POLICY_HEADERS = ["policy", "accuracy", "$ per 1k queries", "LLM tokens/q", "SLM
                   f"answers < {SHORT_ANSWER_TOKENS} tok", "cut at max_tokens", "no answer", "note"]
 
 
-def render_markdown(rp: Replay, matched: list[dict[str, Any]]) -> str:
+def render_markdown(rp: Replay, matched: list[dict[str, Any]], claims: list[dict[str, Any]] | None = None) -> str:
     m = rp.manifest
     n = rp.lt["query_id"].nunique()
     out = [f"# Replay of {rp.grid}", "",
@@ -550,6 +550,12 @@ def render_markdown(rp: Replay, matched: list[dict[str, Any]]) -> str:
             ["curve", "target", "target acc", "$ per 1k q", "95% CI", "reduction vs LLM", "not reached"],
             [[r["curve"], r["target"], r["target_accuracy"], _k(r["cost"]),
               f"{_k(r['low'])}..{_k(r['high'])}", r["reduction"], r["not_reached_fraction"]] for r in matched]), ""]
+    if claims:
+        from .replay_claims import claims_markdown
+
+        out += ["## The shepherding paper's claims on this grid (paired bootstrap, same resamples)", "",
+                claims_markdown(claims), "",
+                "holds / does not hold: the 95% interval lies wholly on one side; inconclusive: it straddles.", ""]
     return "\n".join(out)
 
 
@@ -557,8 +563,8 @@ def _k(x: float | None) -> str:
     return "not reached" if x is None else f"{1000 * x:.4g}"
 
 
-def replay_json(rp: Replay, matched: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
+def replay_json(rp: Replay, matched: list[dict[str, Any]], claims: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"claims": claims or [],
         "grid": str(rp.grid), "task": rp.manifest.get("task"),
         "prices": {"llm": rp.pricing.llm.name, "slm": rp.pricing.slm.name},
         "policies": [p.summary() for p in rp.singles],
@@ -598,10 +604,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     rp = open_replay(args.grid, args.prices, args.llm_price, args.slm_price)
     run_policies(rp, list(args.policy or DEFAULT_POLICIES))
     matched = matched_rows(rp, args.target, args.resamples, args.seed)
+    from .replay_claims import claims as paper_claims
+
+    found = paper_claims(rp, args.target, args.resamples, args.seed)
     if args.format == "json":
-        text = json.dumps(replay_json(rp, matched), indent=2, sort_keys=True, default=str)
+        text = json.dumps(replay_json(rp, matched, found), indent=2, sort_keys=True, default=str)
     else:
-        text = render_markdown(rp, matched)
+        text = render_markdown(rp, matched, found)
     if args.out:
         args.out.write_text(text + "\n")
     if getattr(args, "export_labels", None):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -207,9 +207,13 @@ class MatchedCost:
     reduction_high: float | None
     llm_cost: float
     B: int
+    # per resample (the seeded indices every curve of the same n, B and seed shares): the cost at the
+    # target (+inf: not reached) and LLM-only's cost, for ratios between curves with their own intervals
+    resampled: FloatArray | None = field(default=None, repr=False, compare=False)
+    llm_resampled: FloatArray | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k not in ("resampled", "llm_resampled")}
 
 
 def percentile_with_inf(values: FloatArray, q: float) -> float | None:
@@ -282,7 +286,7 @@ def matched_cost(
         not_reached_fraction=float(np.mean(~np.isfinite(c_b))),
         reduction=_reduction(est, llm_c),
         reduction_low=None if r_lo is None else -r_lo, reduction_high=None if r_hi is None else -r_hi,
-        llm_cost=llm_c, B=int(idx.shape[0]),
+        llm_cost=llm_c, B=int(idx.shape[0]), resampled=c_b, llm_resampled=cost_b[:, P],
     )
 
 
