@@ -19,7 +19,8 @@ answer: the router's oracle label), ``oracle-cascade`` (SLM first; the full LLM 
 failed, both paid), ``cascade:SCORE`` (SLM first; a confidence score from its answer and a threshold
 swept into a curve; see ``SCORES``), ``route:ROUTER`` (a registered router, ``route-ROUTER``, scoring the
 query text alone, cross-fitted k-fold by query; threshold swept), ``predicted:PATH`` (a saved two-stage
-predictor, threshold swept), ``predicted:cv`` (the predictor cross-fitted on this grid, k-fold by query),
+predictor, threshold swept), ``predicted:cv`` (the predictor cross-fitted on this grid, k-fold by query;
+``predicted:cv-huber`` / ``predicted:cv-classes`` fix its stage 2 instead of choosing by inner CV),
 ``transfer:GRID`` (the predictor fitted on another task's grid), ``fixed-curve`` (every grid level as one
 curve). ``--export-labels`` writes the routing labels (SLM and LLM correct per query) that the learned
 routers and ``cascade-frugal`` read live.
@@ -390,8 +391,8 @@ def curve_policy(spec: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path, pric
     if name == "predicted":
         from .predictor.evaluate import cross_validated_curve, predicted_curve
 
-        if arg == "cv":
-            return cross_validated_curve(grid, df, lt, pricing)
+        if arg in ("cv", "cv-huber", "cv-classes"):  # stage 2 chosen by inner CV, or one variant
+            return cross_validated_curve(grid, df, lt, pricing, stage2=arg.partition("-")[2] or "auto")
         return predicted_curve(Path(arg), df, lt, grid, pricing)
     if name == "transfer":
         from .predictor.evaluate import TrainOptions, transfer
@@ -579,7 +580,7 @@ def add_replay_parser(sub: Any) -> Any:
     p.add_argument("--grid", type=Path, required=True, help="grid folder built by `shepherd-bench grid`")
     p.add_argument("--policy", action="append", metavar="POLICY",
                    help="slm | llm | oracle | oracle-route | oracle-cascade | fixed:F | tokens:K | fixed-curve | "
-                   "cascade:SCORE | route:ROUTER | predicted:PATH | predicted:cv | transfer:GRID "
+                   "cascade:SCORE | route:ROUTER | predicted:PATH | predicted:cv[-huber|-classes] | transfer:GRID "
                    "(repeatable; default: the oracle set and fixed-curve)")
     p.add_argument("--format", choices=["md", "json"], default="md")
     p.add_argument("--prices", type=Path, help="price table JSON (default: leaderboard/prices.json)")

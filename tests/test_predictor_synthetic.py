@@ -207,3 +207,47 @@ def test_never_solved_queries_are_labelled_apart_and_left_out_of_training(tmp_pa
     path = model.save(tmp_path / "m")
     rp = run_policies(open_replay(root, llm_price="gpt-4o", slm_price="free"), [f"predicted:{path}"])
     assert "IN-SAMPLE" in rp.curves[0].name
+
+
+def _three_kinds(n: int = 90, seed: int = 5) -> tuple[list[str], list[int], list[int], list[str]]:
+    """'alpha' queries need a 16-token hint, 'beta' ones only the full 80-token answer, the rest none."""
+    rng = random.Random(seed)
+    texts, n_star, kinds = [], [], []
+    for i in range(n):
+        kind = ("alpha", "beta", "none")[i % 3]
+        words = [rng.choice(WORDS) for _ in range(rng.randint(4, 12))]
+        if kind != "none":
+            words.insert(rng.randrange(len(words)), kind)
+        texts.append(" ".join(words))
+        n_star.append({"alpha": 16, "beta": N_FULL, "none": 0}[kind])
+        kinds.append(kind)
+    return texts, n_star, [N_FULL] * n, kinds
+
+
+@pytest.mark.parametrize("stage2", ["huber", "classes"])
+def test_both_stage_two_variants_recover_a_known_answer(stage2: str, tmp_path: Path) -> None:
+    from shepherd_bench.predictor.model import train
+
+    texts, n_star, lengths, kinds = _three_kinds()
+    model = train(texts, n_star, lengths, TrainOptions(featurizer="hashed-tfidf", stage2=stage2))
+    assert model.meta["stage2"] == stage2
+    probe = ["alpha apple river stone", "beta apple river stone", "apple river stone"]
+    k = model.decide(model.features(probe))
+    assert k[1] == FULL and k[2] == 0  # "full" is reachable: the full-only queries get the full answer
+    assert (k[0] == 16) if stage2 == "classes" else (8 <= k[0] <= 32)
+    again = HintPredictor.load(model.save(tmp_path / stage2))
+    assert list(again.decide(again.features(probe))) == list(k)
+
+
+def test_auto_stage_two_chooses_by_inner_cross_validation() -> None:
+    from shepherd_bench.predictor.model import hint_loss, train
+
+    texts, n_star, lengths, _ = _three_kinds()
+    model = train(texts, n_star, lengths, TrainOptions(featurizer="hashed-tfidf", stage2="auto"))
+    losses = model.meta["stage2_cv_loss"]
+    assert set(losses) == {"huber", "classes"}
+    assert model.meta["stage2"] == min(losses, key=lambda v: (losses[v], v != "huber"))
+    # the loss itself: sufficient hints pay their tokens; short ones pay them plus the whole answer
+    full = 1e9
+    assert hint_loss(np.array([16.0, 8.0, full]), np.array([16.0, 16.0, full]), np.array([80.0] * 3)) \
+        == pytest.approx((16 + (8 + 80) + 80) / 3)

@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--threshold", type=float, default=0.5)
         p.add_argument("--joint-lambda", type=float, default=None, metavar="λ",
                        help="train both stages jointly on a shared layer: λ * BCE + (1 - λ) * Huber")
+        p.add_argument("--stage2", default="auto", choices=["auto", "huber", "classes"],
+                       help="stage 2: Huber regression of log(1 + n*), classes over the grid's levels with "
+                       "'full' as its own class, or whichever has the lower inner-CV hint loss")
         p.add_argument("--llm-price", default="embedded-llm")
         p.add_argument("--slm-price", default="embedded-slm")
         p.add_argument("--prices", type=Path)
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     table = load_prices(a.prices)
     pricing = Pricing(table.get(a.llm_price), table.get(a.slm_price))
     opts = TrainOptions(featurizer=a.featurizer, reactive=a.reactive, threshold=a.threshold,
-                        joint_lambda=a.joint_lambda, seed=a.seed)
+                        joint_lambda=a.joint_lambda, seed=a.seed, stage2=a.stage2)
     if a.command == "train":
         data = load_grid_data(a.grid, pricing)
         model = fit(data, opts)
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.command == "cv":
         data = load_grid_data(a.grid, pricing)
-        name = f"cv{a.folds}{'-reactive' if a.reactive else ''}{'' if a.joint_lambda is None else f'-joint{a.joint_lambda:g}'}"
+        name = f"cv{a.folds}{'-reactive' if a.reactive else ''}{'' if a.joint_lambda is None else f'-joint{a.joint_lambda:g}'}{'' if a.stage2 == 'auto' else f'-{a.stage2}'}"
         curve = sweep(name, cross_validate(data, opts, a.folds, a.seed),
                       data, pricing, a.reactive)
     else:

@@ -220,13 +220,16 @@ def predicted_curve(path: Path, rows: pd.DataFrame, lt: pd.DataFrame, grid: Path
 
 
 def cross_validated_curve(grid: Path, rows: pd.DataFrame, lt: pd.DataFrame, pricing: Pricing,
-                          folds: int = 5, seed: int = 0) -> Curve:
+                          folds: int = 5, seed: int = 0, stage2: str = "auto") -> Curve:
     """``replay --policy predicted:cv``: the two-stage predictor (default options, proactive features),
-    k folds by query, each query decided by a model that never saw it; threshold swept."""
+    k folds by query, each query decided by a model that never saw it; both knobs swept. ``stage2``:
+    "auto" (chosen by inner CV within each training fold), "huber" or "classes"."""
     from ..grid import load_llm_answers
 
     data = grid_data(rows, lt, load_llm_answers(grid))
-    return sweep(f"predicted:cv{folds}", cross_validate(data, TrainOptions(), folds, seed), data, pricing, False)
+    suffix = "" if stage2 == "auto" else f"-{stage2}"
+    return sweep(f"predicted:cv{folds}{suffix}", cross_validate(data, TrainOptions(stage2=stage2), folds, seed),
+                 data, pricing, False)
 
 
 def _data_hash(data: GridData) -> str:

@@ -3,7 +3,11 @@
 Stage 1 is a class-weighted logistic regression (positives, queries needing a hint, are the minority);
 stage 2 a Huber regression of ``log(1 + n*)`` on the queries that need one, ``n*`` the smallest successful
 hint in LLM tokens. A query is hinted when ``p(need) >= threshold``; a predicted hint of at least
-``full_above`` tokens becomes a full LLM call.
+``full_above`` tokens becomes a full LLM call. Stage 2 has a second variant, ``stage2="classes"``: a
+regularised multinomial logistic regression over the grid's hint levels with "full" (queries only the
+whole answer solves) as its own class, so it can say "full" where the regression, pulled toward the many
+small hints, cannot; ``stage2="auto"`` (default) picks the variant with the lower inner-cross-validated
+hint loss (a sufficient hint pays its tokens, an insufficient one those plus the whole answer).
 
 Joint training (``TrainOptions.joint_lambda = λ``) fits both heads on one shared hidden layer
 (``tanh``) by minimising ``λ * BCE + (1 - λ) * Huber`` (class-weighted BCE over all queries, Huber over
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
 
 FULL = -1
 FORMAT = "shepherd-bench hint predictor v1"
+FULL_CLASS = 1e9  # the "full answer" class's size: always at or above full_above, so it decides FULL
+STAGE2 = ("huber", "classes", "auto")
 
 
 @dataclass
@@ -45,6 +51,11 @@ class HintPredictor:
     meta: dict[str, Any] = field(default_factory=dict)
     trunk_w: np.ndarray | None = None  # the shared hidden layer of a jointly trained model
     trunk_b: np.ndarray | None = None
+    # stage 2 as classes (``TrainOptions.stage2 = "classes"``): multinomial logistic regression over the
+    # grid's hint levels and "full" (FULL_CLASS); None: the Huber regression above
+    cls_coef: np.ndarray | None = None  # [d, C]
+    cls_intercept: np.ndarray | None = None  # [C]
+    cls_values: np.ndarray | None = None  # [C] hint tokens of each class
 
     def _hidden(self, x: np.ndarray) -> np.ndarray:
         import numpy as np
@@ -69,6 +80,9 @@ class HintPredictor:
     def n_hat(self, x: np.ndarray) -> np.ndarray:
         import numpy as np
 
+        if self.cls_coef is not None and self.cls_intercept is not None and self.cls_values is not None:
+            scores = self._hidden(x) @ self.cls_coef + self.cls_intercept
+            return np.asarray(self.cls_values[np.argmax(scores, axis=1)], dtype=np.float64)
         return np.maximum(np.expm1(self._hidden(x) @ self.reg_coef + self.reg_intercept), 1.0)
 
     def decide(self, x: np.ndarray, threshold: float | None = None, full_threshold: float = math.inf) -> np.ndarray:
@@ -88,6 +102,8 @@ class HintPredictor:
             arrays["idf"] = self.featurizer.idf
         if self.trunk_w is not None and self.trunk_b is not None:
             arrays["trunk_w"], arrays["trunk_b"] = self.trunk_w, self.trunk_b
+        if self.cls_coef is not None and self.cls_intercept is not None and self.cls_values is not None:
+            arrays.update(cls_coef=self.cls_coef, cls_intercept=self.cls_intercept, cls_values=self.cls_values)
         np.savez(path / "arrays.npz", **arrays)  # type: ignore[arg-type]
         spec = {"format": FORMAT, "featurizer": self.featurizer.spec(), "reactive": self.reactive,
                 "reactive_features": list(REACTIVE_NAMES) if self.reactive else [],
@@ -115,7 +131,8 @@ class HintPredictor:
         return cls(feat, bool(spec["reactive"]), arrays["mean"], arrays["scale"], arrays["clf_coef"],
                    float(spec["clf_intercept"]), arrays["reg_coef"], float(spec["reg_intercept"]),
                    float(spec["threshold"]), float(spec["full_above"]), dict(spec.get("meta", {})),
-                   arrays.get("trunk_w"), arrays.get("trunk_b"))
+                   arrays.get("trunk_w"), arrays.get("trunk_b"), arrays.get("cls_coef"),
+                   arrays.get("cls_intercept"), arrays.get("cls_values"))
 
 
 def decisions(p_need: np.ndarray, n_hat: np.ndarray, threshold: float, full_above: float,
@@ -152,6 +169,11 @@ class TrainOptions:
     hidden: int = 16  # width of the shared layer (joint training)
     joint_max_iter: int = 300  # L-BFGS iterations (joint training)
     seed: int = 0
+    # stage 2: "huber" (the paper's regression of log(1 + n*)), "classes" (multinomial logistic
+    # regression over the grid's levels with "full" as its own class), "auto" (the one with the lower
+    # inner-cross-validated hint loss on the training queries, both losses kept in meta)
+    stage2: str = "auto"
+    classes_C: float = 1.0  # L2 strength of the classes variant (small data: more dims than positives)
 
 
 def train(texts: list[str], n_star: list[int], llm_lengths: list[int], options: TrainOptions = TrainOptions(),
@@ -182,10 +204,82 @@ def train(texts: list[str], n_star: list[int], llm_lengths: list[int], options: 
         clf_coef, clf_b = _fit_stage1(z, y, options.C)
         reg_coef, reg_b = _fit_stage2(z[y], t[y], options)
     full_above = options.full_fraction * float(np.median(llm_lengths)) if llm_lengths else 1e9
-    meta = {"n_train": len(texts), "positives": int(y.sum()), "train_hash": data_hash(texts, list(n_star)),
-            "featurizer_used": feat.kind, "options": options.__dict__, "joint": trunk[0] is not None}
+    meta: dict[str, Any] = {"n_train": len(texts), "positives": int(y.sum()),
+                            "train_hash": data_hash(texts, list(n_star)), "featurizer_used": feat.kind,
+                            "options": options.__dict__, "joint": trunk[0] is not None}
+    if options.stage2 not in STAGE2:
+        raise ValueError(f"stage2 must be one of {', '.join(STAGE2)}, got {options.stage2!r}")
+    classes = class_labels(n_star, llm_lengths)
+    stage2 = options.stage2 if trunk[0] is None else "huber"  # the joint model's head is the regression
+    if stage2 == "auto":
+        losses = {v: stage2_cv_loss(z[y], t[y], classes[y], np.asarray(llm_lengths, float)[y], v, options,
+                                    max(full_above, 1.0)) for v in ("huber", "classes")}
+        meta["stage2_cv_loss"] = losses
+        stage2 = min(losses, key=lambda v: (losses[v], v != "huber"))  # ties: the paper's Huber
+    meta["stage2"] = stage2
+    cls = _fit_classes(z[y], classes[y], options.classes_C) if stage2 == "classes" else (None, None, None)
     return HintPredictor(feat, options.reactive, mean, scale, clf_coef, clf_b, reg_coef, reg_b,
-                         options.threshold, max(full_above, 1.0), meta, trunk[0], trunk[1])
+                         options.threshold, max(full_above, 1.0), meta, trunk[0], trunk[1], *cls)
+
+
+def class_labels(n_star: list[int], llm_lengths: list[int]) -> np.ndarray:
+    """Stage-2 class of each query: its n* (a grid level) or FULL_CLASS where only the full answer works
+    (n* is then the whole answer's length); 0 for queries needing no hint."""
+    import numpy as np
+
+    n = np.asarray(n_star, dtype=np.float64)
+    lengths = np.asarray(llm_lengths, dtype=np.float64)
+    return np.where((n > 0) & (n >= lengths), FULL_CLASS, n)
+
+
+def _fit_classes(z: np.ndarray, classes: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    values = np.unique(classes)
+    if len(values) < 2:  # one class (or none): a constant prediction
+        v = values if len(values) else np.array([1.0])
+        return np.zeros((z.shape[1], 1)), np.zeros(1), v.astype(np.float64)
+    clf = LogisticRegression(C=C, max_iter=2000)
+    clf.fit(z, classes)
+    coef, icpt = clf.coef_.astype(np.float64), clf.intercept_.astype(np.float64)
+    if len(values) == 2:  # sklearn keeps one row for two classes: P(second) = sigmoid(w x + b)
+        coef, icpt = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], icpt])
+    return coef.T, icpt, clf.classes_.astype(np.float64)
+
+
+def hint_loss(k_hat: np.ndarray, classes: np.ndarray, lengths: np.ndarray, full_above: float = math.inf) -> float:
+    """Mean cost, in LLM tokens, of a predicted hint size on queries that need one: a sufficient hint
+    pays its own tokens; an insufficient one pays them and then the whole answer (what a deferral to the
+    LLM costs). The full class needs the full answer; a prediction at or above ``full_above`` is the full
+    answer (as ``decisions`` makes it)."""
+    import numpy as np
+
+    k_hat = np.where(k_hat >= full_above, FULL_CLASS, k_hat)
+    need = np.where(classes >= FULL_CLASS, lengths, classes)
+    paid = np.minimum(k_hat, lengths)
+    ok = (k_hat >= need) | (k_hat >= FULL_CLASS)
+    return float(np.mean(np.where(ok, paid, paid + lengths)))
+
+
+def stage2_cv_loss(z: np.ndarray, t: np.ndarray, classes: np.ndarray, lengths: np.ndarray, variant: str,
+                   options: TrainOptions, full_above: float = math.inf, folds: int = 3) -> float:
+    """Inner k-fold hint loss of one stage-2 variant on the training positives (``inf`` when too few)."""
+    import numpy as np
+    from sklearn.model_selection import KFold
+
+    n = len(t)
+    if n < 2 * folds:
+        return math.inf
+    k_hat = np.zeros(n)
+    for tr, te in KFold(n_splits=folds, shuffle=True, random_state=options.seed).split(np.arange(n)):
+        if variant == "huber":
+            coef, b = _fit_stage2(z[tr], t[tr], options)
+            k_hat[te] = np.ceil(np.maximum(np.expm1(z[te] @ coef + b), 1.0))
+        else:
+            cc, ci, cv = _fit_classes(z[tr], classes[tr], options.classes_C)
+            k_hat[te] = cv[np.argmax(z[te] @ cc + ci, axis=1)]
+    return hint_loss(k_hat, classes, lengths, full_above)
 
 
 def _fit_stage1(z: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, float]:
