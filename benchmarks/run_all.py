@@ -57,6 +57,14 @@ BENCHES = (
     Bench("grid", "bench_grid.py", ("--queries", "4", "--levels", "6", "--max-tokens", "16"), (
         Figure("hint grid: batched speed-up vs one-by-one", r"speed ratio\s+([\d.]+) x", ">= 8 (full)"),
     )),
+    Bench("speculative", "bench_grid.py", ("--speculative", "--queries", "2", "--max-tokens", "64"), (
+        Figure("LLM answers: speculative / plain decoding speed", r"speed ratio\s+([\d.]+) x", "-"),
+        Figure("LLM answers: identical texts", r"identical texts\s+(\d+)/", "all"),
+    )),
+    Bench("predictor", "bench_predictor.py", ("--queries", "30", "--slm-queries", "2"), (
+        Figure("hint-predictor decision ms/query (hashed TF-IDF)", r"decision hashed-tfidf\s+([\d.]+) ms", "< 5"),
+        Figure("decision time / SLM answer time (%)", r"hashed-tfidf.*= ([\d.]+)% of", "-"),
+    )),
 )
 
 

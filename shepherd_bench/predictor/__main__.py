@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
                            ("transfer", "fit on --grid, evaluate on --test-grid")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--grid", type=Path, required=True)
-        p.add_argument("--featurizer", default="auto", choices=["auto", "hashed-tfidf", "minilm"])
+        p.add_argument("--featurizer", default="hashed-tfidf", choices=["auto", "hashed-tfidf", "minilm"],
+                       help="query features: hashed TF-IDF n-grams + text statistics (default, < 1 ms per "
+                       "decision), all-MiniLM-L6-v2 embeddings, or auto (MiniLM when it loads here)")
         p.add_argument("--reactive", action="store_true", help="add the SLM's first samples' features")
         p.add_argument("--threshold", type=float, default=0.5)
         p.add_argument("--joint-lambda", type=float, default=None, metavar="λ",
