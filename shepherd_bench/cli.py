@@ -79,10 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--root", type=Path, default=Path("leaderboard"))
     lb.add_argument("--check", action="store_true", help="fail if the committed markdown or plots differ")
 
-    from .grid import add_grid_parser
+    from .grid import add_grid_parser, add_publish_parser
     from .replay import add_replay_parser
 
     add_grid_parser(sub)
+    add_publish_parser(sub)
     add_replay_parser(sub)
 
     le = sub.add_parser("lm-eval", help="lm_eval's CLI with shepherd-bench models and tasks registered",
@@ -226,6 +227,12 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return int(grid(args) or 0)
 
 
+def cmd_publish_grid(args: argparse.Namespace) -> int:
+    from .grid import cmd_publish_grid as publish
+
+    return int(publish(args) or 0)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import cmd_replay as replay
 
@@ -235,6 +242,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run,
     "grid": cmd_grid,
+    "publish-grid": cmd_publish_grid,
     "replay": cmd_replay,
     "list": cmd_list,
     "exec": cmd_exec,

@@ -157,6 +157,13 @@ class GridStore:
         self.grid_path = root / GRID_FILE
 
     def open(self, manifest: dict[str, Any], fingerprint: str) -> None:
+        import gzip
+
+        for path in (self.llm_path, self.grid_path):  # building on a published grid: unpack it to append
+            packed = path.with_name(path.name + ".gz")
+            if packed.exists() and not path.exists():
+                path.write_bytes(gzip.decompress(packed.read_bytes()))
+                packed.unlink()
         RunStore(self.root).open(manifest, fingerprint)
 
     def _jsonl(self, path: Path) -> RunStore:
@@ -166,7 +173,13 @@ class GridStore:
 
     def read(self, path: Path) -> list[dict[str, Any]]:
         if not path.exists():
-            return []
+            packed = path.with_name(path.name + ".gz")  # a published grid (``export_grid``): read-only
+            if not packed.exists():
+                return []
+            import gzip
+
+            return [json.loads(line) for line in gzip.decompress(packed.read_bytes()).decode("utf-8").splitlines()
+                    if line.strip()]
         self._jsonl(path).load_done()  # repairs a torn last line in place
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -418,7 +431,7 @@ def _slm_rows(task: Task, chunk: _Chunk, level: float, todo: list[tuple[Doc, int
 def grid_dir(path: Path) -> Path:
     p = Path(path)
     root = p.parent if p.is_file() else p
-    if not (root / GRID_FILE).exists():
+    if not (root / GRID_FILE).exists() and not (root / (GRID_FILE + ".gz")).exists():
         raise GridError(f"no {GRID_FILE} in {root}; build one with `shepherd-bench grid --task T --out {root}`")
     return root
 
@@ -447,7 +460,75 @@ def load_grid(path: Path) -> pd.DataFrame:
 
 
 def load_llm_answers(path: Path) -> dict[str, dict[str, Any]]:
-    return GridStore(grid_dir(path)).llm_answers()
+    """The LLM answer per query; a published grid stores no prompt text (benchmark data is never copied),
+    so the prompts come back from the task's own data (``$SHEPHERD_BENCH_DATA`` or the public copy),
+    checked against the dataset sha256 the grid recorded."""
+    root = grid_dir(path)
+    answers = GridStore(root).llm_answers()
+    if answers and any("prompt" not in r for r in answers.values()):
+        prompts = task_prompts(load_manifest(root), root)
+        for qid, r in answers.items():
+            r.setdefault("prompt", prompts.get(qid, ""))
+    return answers
+
+
+def task_prompts(manifest: dict[str, Any], root: Path) -> dict[str, str]:
+    from .tasks import get_task
+
+    cfg = manifest.get("config", {})
+    task = get_task(str(cfg.get("task") or manifest.get("task")), **(cfg.get("task_options") or {}))
+    dataset = task.load(None)
+    want = (manifest.get("dataset") or {}).get("sha256")
+    if want and dataset.sha256 != want:
+        raise GridError(f"{root}: the grid was built on data with sha256 {want[:12]}..., but the {task.name} data "
+                        f"found here ({dataset.source}) has {dataset.sha256[:12]}...; point $SHEPHERD_BENCH_DATA "
+                        f"at the same copy to read its prompts")
+    return {d.id: d.prompt for d in dataset.docs}
+
+
+# Fields a published grid leaves out: prompt text is the benchmark's own data; the answer prefix of a code
+# query is the prompt too (both come back from the task, see load_llm_answers); host paths are local.
+PUBLISHED_DROP = ("prompt", "answer_prefix")
+GRID_SCHEMA = "shepherd-bench hint grid v1"
+
+
+def export_grid(src: Path, dest: Path) -> list[Path]:
+    """Publish the grid at ``src`` under ``dest`` as data: ``manifest.json`` (with the schema, the protocol
+    and each file's sha256), ``llm.jsonl.gz`` (per query the LLM answer, its tokens and usage, no prompt
+    text) and ``grid.jsonl.gz`` (per query, level and sample: hint text, SLM continuation, grade, tokens,
+    log-prob summary). Byte-reproducible (gzip without a timestamp); readable with
+    ``pandas.read_json(path, lines=True)`` or ``datasets.load_dataset("json", data_files=path)``."""
+    import gzip
+    import hashlib
+
+    from .store import write_json_atomic
+
+    root = grid_dir(src)
+    store = GridStore(root)
+    dest.mkdir(parents=True, exist_ok=True)
+    llm = [{k: v for k, v in r.items() if k not in PUBLISHED_DROP} for r in store.llm_answers().values()]
+    last: dict[tuple[str, float, int], dict[str, Any]] = {}  # an interrupted level's duplicates: last wins
+    for r in store.rows():
+        last[(str(r["query_id"]), float(r["level"]), int(r["sample"]))] = r
+    rows = list(last.values())
+    files = {LLM_FILE + ".gz": llm, GRID_FILE + ".gz": rows}
+    digests = {}
+    for name, records in files.items():
+        text = "".join(json.dumps(_plain(r), sort_keys=True, ensure_ascii=False) + "\n" for r in records)
+        data = gzip.compress(text.encode("utf-8"), mtime=0)
+        (dest / name).write_bytes(data)
+        digests[name] = hashlib.sha256(data).hexdigest()
+    manifest = {k: v for k, v in load_manifest(root).items() if k not in ("argv", "host")}
+    manifest["published"] = {"schema": GRID_SCHEMA, "protocol": manifest.get("config", {}).get("protocol"),
+                             "files": digests, "queries": len(llm), "rows": len(rows),
+                             "dropped_fields": list(PUBLISHED_DROP)}
+    write_json_atomic(dest / "manifest.json", manifest)
+    return [dest / "manifest.json", *(dest / n for n in files)]
+
+
+def _plain(r: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready values (NaN as null)."""
+    return {k: None if isinstance(v, float) and v != v else v for k, v in r.items()}
 
 
 # --- the command --------------------------------------------------------------------------------------
@@ -513,6 +594,20 @@ def execute_grid(cfg: GridConfig, *, out: Path | None = None, cache_path: Path |
         models.small.close()
         models.large.close()
     return store.root, stats
+
+
+def add_publish_parser(sub: Any) -> argparse.ArgumentParser:
+    """``shepherd-bench publish-grid``: a grid folder as published data (``export_grid``)."""
+    g = sub.add_parser("publish-grid", help="write a grid as published data (compressed, no prompt text)")
+    g.add_argument("--grid", type=Path, required=True, help="grid folder built by `shepherd-bench grid`")
+    g.add_argument("--out", type=Path, required=True, help="destination, e.g. leaderboard/grids/<task>")
+    return g  # type: ignore[no-any-return]
+
+
+def cmd_publish_grid(args: argparse.Namespace) -> int:
+    for path in export_grid(args.grid, args.out):
+        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    return 0
 
 
 def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
