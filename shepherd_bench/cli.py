@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--strategy", required=True, help="strategy name (shepherd-bench list strategies)")
     r.add_argument("-S", dest="params", action="append", metavar="KEY=VALUE", help="strategy parameter (repeatable)")
     r.add_argument("--limit", type=int, help="first N queries of the task")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=0,
+                   help="run seed: every random choice of a strategy (sampling, random routing) derives from it")
     r.add_argument("--out", type=Path, help="run folder (default runs/<task>-<strategy>-...; rerun to resume)")
     r.add_argument("--batch-size", type=int, default=16, help="queries per strategy call (and per checkpoint)")
     r.add_argument("--workers", type=int, help="sandbox workers (default: cores)")
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("what", choices=["tasks", "strategies", "backends"])
 
     ex = sub.add_parser("exec", help="grade samples produced anywhere (human-eval / evalplus style)")
-    ex.add_argument("--task", required=True)
+    ex.add_argument("--task", required=True, help="task whose tests grade the samples (humaneval, mbpp, ...)")
     ex.add_argument("--samples", type=Path, required=True, help='JSONL of {"task_id", "completion"|"solution"}')
     ex.add_argument("--out", type=Path, help="results JSONL (default: <samples>_results.jsonl)")
     ex.add_argument("--workers", type=int)
@@ -70,13 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("runs", nargs="+", type=Path)
     rp.add_argument("--target", default="0.95",
                     help="accuracy to match: a fraction of LLM-only (0.95), 'llm', or 'gap:0.8' (SLM + 0.8 x gap)")
-    rp.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    rp.add_argument("--format", choices=["md", "csv", "json"], default="md", help="output format (default md)")
     rp.add_argument("--plot", type=Path, help="write an accuracy-cost PNG here")
-    rp.add_argument("--resamples", type=int, default=2000)
-    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--resamples", type=int, default=2000, help="paired-bootstrap resamples (default 2000)")
+    rp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
 
     lb = sub.add_parser("leaderboard", help="regenerate leaderboard/LEADERBOARD.md from committed results")
-    lb.add_argument("--root", type=Path, default=Path("leaderboard"))
+    lb.add_argument("--root", type=Path, default=Path("leaderboard"),
+                    help="leaderboard folder with runs/, prices.json and notes.md (default leaderboard)")
     lb.add_argument("--check", action="store_true", help="fail if the committed markdown or plots differ")
 
     from .grid import add_grid_parser, add_publish_parser
@@ -92,8 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+LM_EVAL_USAGE = ("shepherd-bench lm-eval hands its arguments to lm_eval's own CLI, e.g. "
+                 "`shepherd-bench lm-eval run --model shepherd-bench --model_args strategy=slm --tasks "
+                 "gsm8k --limit 5`; `shepherd-bench lm-eval --help` lists lm_eval's options")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = sys.argv[1:] if argv is None else list(argv)
+    if raw and raw[0] == "lm-eval":
+        # argparse's REMAINDER cannot take a leading option (lm-eval --help): hand the rest over as is
+        if len(raw) == 1:
+            print(f"error: {LM_EVAL_USAGE}", file=sys.stderr)
+            return 2
+        args = argparse.Namespace(command="lm-eval", rest=raw[1:])
+    else:
+        args = build_parser().parse_args(raw)
     try:
         return int(COMMANDS[args.command](args) or 0)
     except UserError as e:

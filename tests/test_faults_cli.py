@@ -114,3 +114,17 @@ def test_user_error_is_one_clear_line(name: str, results: dict[str, tuple[Case, 
     assert not (proc_dir := Path(proc.args[proc.args.index("--out") + 1])).exists(), proc_dir  # no run folder
     for needle in case.needles:
         assert needle in last, (needle, last)
+
+
+def test_lm_eval_help_and_bare_call(capsys: pytest.CaptureFixture[str]) -> None:
+    """`lm-eval --help` / `-h` reach lm_eval's own help (exit 0); a bare `lm-eval` is one line, exit 2."""
+    from shepherd_bench.cli import main
+
+    for flag in ("--help", "-h"):
+        with pytest.raises(SystemExit) as done:
+            main(["lm-eval", flag])
+        assert done.value.code == 0
+        assert "--tasks" in capsys.readouterr().out
+    assert main(["lm-eval"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "lm-eval --help" in err
