@@ -195,8 +195,17 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .analysis.matched import Target
     from .analysis.report import build_report
 
+    try:
+        Target.parse(args.target)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for path in args.runs:
+        if not (Path(path) / "manifest.json").is_file():
+            raise ConfigError(f"{path} is not a run folder (no manifest.json); pass folders written by "
+                              f"`shepherd-bench run` or `replay --export-runs`")
     target: float | str = float(args.target) if args.target.replace(".", "", 1).isdigit() else args.target
     print(build_report(args.runs, target=target, fmt=args.format, plot=args.plot,
                        B=args.resamples, seed=args.seed))

@@ -128,3 +128,31 @@ def test_lm_eval_help_and_bare_call(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lm-eval"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "lm-eval --help" in err
+
+
+def test_exec_and_report_mistakes_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Mistakes on exec and report end in one line naming the file and the fix (exit 2), never a traceback;
+    exec with nothing gradable fails instead of reporting pass@1 = 0."""
+    from shepherd_bench.cli import main
+
+    bad_json, no_id, unknown, empty = (tmp_path / f"{n}.jsonl" for n in ("bad", "noid", "unknown", "empty"))
+    bad_json.write_text('{"task_id": "HumanEval/0", "completion": \n')
+    no_id.write_text('{"completion": "    return 1\\n"}\n')
+    unknown.write_text('{"task_id": "nope/1", "completion": "    return 1\\n"}\n')
+    empty.write_text("")
+    (tmp_path / "notarun").mkdir()
+    calls = {
+        "exec bad JSON": (["exec", "--task", "humaneval", "--samples", str(bad_json)], ("bad.jsonl:1", "not valid JSON")),
+        "exec no task_id": (["exec", "--task", "humaneval", "--samples", str(no_id)], ("noid.jsonl:1", "no task_id")),
+        "exec missing file": (["exec", "--task", "humaneval", "--samples", str(tmp_path / "x.jsonl")], ("does not exist",)),
+        "exec empty file": (["exec", "--task", "humaneval", "--samples", str(empty)], ("holds no samples",)),
+        "exec nothing gradable": (["exec", "--task", "humaneval", "--samples", str(unknown)],
+                                  ("none of the 1 samples could be graded", "--task")),
+        "report not a run": (["report", str(tmp_path / "notarun")], ("is not a run folder",)),
+        "report bad target": (["report", str(tmp_path / "notarun"), "--target", "most"], ("bad target 'most'",)),
+    }
+    for name, (argv, needles) in calls.items():
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, (name, err)
+        assert all(n in err for n in needles), (name, err)

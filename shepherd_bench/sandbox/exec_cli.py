@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from . import Job, Verdict, run_batch
 
 
@@ -38,16 +39,30 @@ def _index(docs: list[Any]) -> dict[str, Any]:
     return index
 
 
+class SamplesError(UserError, ValueError):
+    """A samples file that cannot be graded as given; the message names the file, the line and the fix."""
+
+
+FORMAT_HINT = 'each line is {"task_id": ..., "completion": ...} or {"task_id": ..., "solution": ...}'
+
+
 def _read_samples(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise SamplesError(f"samples file {path} does not exist ({FORMAT_HINT})")
     rows = []
     with path.open() as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SamplesError(f"{path}:{n}: not valid JSON ({e.msg}); {FORMAT_HINT}") from None
             if not isinstance(row, dict) or "task_id" not in row:
-                raise ValueError(f"{path}:{n}: each line needs a task_id and a completion or solution")
+                raise SamplesError(f"{path}:{n}: no task_id; {FORMAT_HINT}")
             rows.append(row)
+    if not rows:
+        raise SamplesError(f"{path} holds no samples; {FORMAT_HINT}")
     return rows
 
 
@@ -92,6 +107,10 @@ def exec_samples(task_name: str, samples: Path, out: Path | None = None, workers
                                  "detail": v.detail}) + "\n")
     counts = Counter(v.status for v in verdicts)
     known = [(r, v) for r, v, b in zip(rows, verdicts, built) if isinstance(b, Job)]
+    if not known:
+        first = next(b for b in built if isinstance(b, str))
+        raise SamplesError(f"{samples}: none of the {len(rows)} samples could be graded for task '{task_name}' "
+                           f"(first: {first}); is --task right? (results written to {out})")
     return {"pass@1": round(_pass_at_1([r for r, _ in known], [v for _, v in known]), 6), "n": len(rows),
             "ungraded": len(rows) - len(known),
             "tasks": len({str(r["task_id"]) for r in rows}), "out": str(out),
