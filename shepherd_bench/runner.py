@@ -177,7 +177,6 @@ def execute(cfg: RunConfig, *, prices: PriceTable, out: Path | None = None, cach
         _check_backends(cfg)  # a misspelt backend explains a missing price better
         raise
     cache = GenerationCache(cache_path or default_cache_path()) if use_cache else None
-    models = build_models(cfg, cache, preflight=getattr(strategy, "roles", ("small", "large")))
     data_dir = Path(cfg.data_dir) if cfg.data_dir else None
     dataset = task.load(data_dir)
     docs = dataset.docs[: cfg.limit] if cfg.limit else dataset.docs
@@ -200,9 +199,21 @@ def execute(cfg: RunConfig, *, prices: PriceTable, out: Path | None = None, cach
         "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "harness_version": __version__,
     }
+    before = _previous_manifest(store)
     store.open(manifest, cfg.fingerprint())
     done = store.load_done()
     todo = [(i, d) for i, d in enumerate(docs) if d.id not in done]
+    # a finished run needs no model: nothing is resolved or loaded, and the identities recorded when the
+    # models did run are kept
+    models = build_models(cfg, cache, preflight=getattr(strategy, "roles", ("small", "large")) if todo else ())
+    for role in ("slm", "llm"):
+        old_identity = (before.get(role) or {}).get("identity")
+        if old_identity and (before.get(role) or {}).get("spec") == manifest[role]["spec"]:
+            manifest[role]["identity"] = old_identity
+    if not todo and any("identity" in manifest[r] for r in ("slm", "llm")):
+        from .store import write_json_atomic
+
+        write_json_atomic(store.manifest_path, {**manifest, **_keep_resume(store)})
     bar = tqdm(total=len(docs), initial=len(docs) - len(todo), desc=f"{cfg.strategy} on {cfg.task}",
                unit="q", disable=not progress, file=sys.stderr)
     try:
@@ -264,6 +275,18 @@ def _record_identities(store: RunStore, manifest: dict[str, Any], models: ModelP
         from .store import write_json_atomic
 
         write_json_atomic(store.manifest_path, {**manifest, **_keep_resume(store)})
+
+
+def _previous_manifest(store: RunStore) -> dict[str, Any]:
+    import json
+
+    if not store.manifest_path.exists():
+        return {}
+    try:
+        data = json.loads(store.manifest_path.read_text())
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _keep_resume(store: RunStore) -> dict[str, Any]:

@@ -152,3 +152,24 @@ def test_preflight_checks_only_the_roles_a_strategy_calls(monkeypatch: pytest.Mo
     build_models(cfg, None, preflight=())  # nothing checked, nothing built
     with pytest.raises(MissingAPIKey, match="SB_PREFLIGHT_KEY is not set"):
         build_models(cfg, None, preflight=make_strategy("llm", {}).roles)
+
+
+def test_a_finished_run_reruns_without_building_a_model(scripted: Backends, data_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-running a finished run resolves and loads no model (instant), and keeps the identities the
+    first run recorded."""
+    out = tmp_path / "run"
+    first = execute(cfg(data_dir, limit=3), prices=load_prices(), out=out, use_cache=False, progress=False).summary
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["llm"].get("identity")  # recorded when the model ran
+
+    def no_model(*a: Any, **k: Any) -> Any:
+        raise AssertionError("a finished run built a model")
+
+    monkeypatch.setattr(backends_mod, "make_backend", no_model)
+    again = execute(cfg(data_dir, limit=3), prices=load_prices(), out=out, use_cache=False, progress=False).summary
+    assert again["accuracy"] == first["accuracy"] and again["n"] == 3
+    after = json.loads((out / "manifest.json").read_text())
+    for role in ("slm", "llm"):
+        assert after[role].get("identity") == manifest[role].get("identity")
+    assert after["resumed"] == 1
