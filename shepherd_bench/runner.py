@@ -200,17 +200,21 @@ def execute(cfg: RunConfig, *, prices: PriceTable, out: Path | None = None, cach
         "harness_version": __version__,
     }
     before = _previous_manifest(store)
+    resuming = before.get("fingerprint") == cfg.fingerprint()
+    pending = [d for d in docs if d.id not in store.load_done()] if resuming else docs
+    # a finished run needs no model: nothing is resolved or loaded, and the identities recorded when the
+    # models did run are kept; otherwise the models are checked before the run folder is touched
+    models = build_models(cfg, cache, preflight=getattr(strategy, "roles", ("small", "large")) if pending else ())
     store.open(manifest, cfg.fingerprint())
     done = store.load_done()
     todo = [(i, d) for i, d in enumerate(docs) if d.id not in done]
-    # a finished run needs no model: nothing is resolved or loaded, and the identities recorded when the
-    # models did run are kept
-    models = build_models(cfg, cache, preflight=getattr(strategy, "roles", ("small", "large")) if todo else ())
-    for role in ("slm", "llm"):
-        old_identity = (before.get(role) or {}).get("identity")
-        if old_identity and (before.get(role) or {}).get("spec") == manifest[role]["spec"]:
-            manifest[role]["identity"] = old_identity
-    if not todo and any("identity" in manifest[r] for r in ("slm", "llm")):
+    kept = False
+    for role, spec in (("slm", cfg.slm.spec), ("llm", cfg.llm.spec)):
+        prev, slot = before.get(role), manifest[role]
+        if isinstance(prev, dict) and isinstance(slot, dict) and prev.get("identity") and prev.get("spec") == spec:
+            slot["identity"] = prev["identity"]
+            kept = True
+    if not todo and kept:
         from .store import write_json_atomic
 
         write_json_atomic(store.manifest_path, {**manifest, **_keep_resume(store)})
