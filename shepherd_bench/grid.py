@@ -612,7 +612,7 @@ def cmd_publish_grid(args: argparse.Namespace) -> int:
 
 def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
     """``shepherd-bench grid``: hook with ``add_grid_parser(sub)`` and ``COMMANDS["grid"] = cmd_grid``."""
-    from .cli import add_data_args, add_model_args
+    from .cli_args import add_data_args, add_model_args
 
     g = sub.add_parser("grid", help="measure every query on a grid of hint sizes (resumable)")
     g.add_argument("--task", required=True, help="task name (shepherd-bench list tasks)")
@@ -637,7 +637,7 @@ def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from .cli import model_config
+    from .cli_args import model_config
 
     for flag in ("limit", "subset"):
         v = getattr(args, flag)
