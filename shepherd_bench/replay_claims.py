@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .analysis.matched import MatchedCost
-    from .replay import Curve, PolicyResult, Replay
+    from .outcomes import Curve, PolicyResult
+    from .replay import Replay
 
 HOLDS, FAILS, UNSURE, NOT_MEASURED = "holds", "does not hold", "inconclusive", "not measured"
 PREDICTOR_PREFIXES = ("predicted:", "transfer:")
@@ -83,7 +84,7 @@ def _fixed_singles(rp: Replay) -> list[PolicyResult]:
 
 
 def _as_curve(name: str, points: list[PolicyResult]) -> Curve:
-    from .replay import Curve
+    from .outcomes import Curve
 
     c = Curve(name)
     c.points, c.labels = list(points), [p.name for p in points]
@@ -92,7 +93,7 @@ def _as_curve(name: str, points: list[PolicyResult]) -> Curve:
 
 def _matched(curve: Curve, rp: Replay, target: str, B: int, seed: int, level: float) -> MatchedCost:
     from .analysis.matched import Target, matched_cost
-    from .replay import llm_rows, slm_rows
+    from .outcomes import llm_rows, slm_rows
 
     llm, slm = llm_rows(rp.lt), slm_rows(rp.lt)
     correct, cost = curve.arrays()
@@ -114,7 +115,7 @@ def claim_one(rp: Replay, B: int, seed: int, level: float) -> list[dict[str, Any
     import numpy as np
 
     from .analysis.bootstrap import paired_bootstrap
-    from .replay import slm_rows
+    from .outcomes import slm_rows
 
     slm = slm_rows(rp.lt)
     rows = []
@@ -145,7 +146,7 @@ def claim_two(rp: Replay, B: int, seed: int, level: float) -> list[dict[str, Any
     import numpy as np
 
     from .analysis.bootstrap import paired_bootstrap
-    from .replay import single_policy
+    from .outcomes import single_policy
 
     pols = {p.name: p for p in rp.singles}
     res = {n: pols.get(n) or single_policy(n, rp.df, rp.lt) for n in ("oracle", "oracle-cascade", "oracle-route")}
@@ -269,7 +270,7 @@ def _ratio_rows(name: str, m: MatchedCost, bname: str, b: MatchedCost, level: fl
 
 
 def claims_markdown(rows: list[dict[str, Any]]) -> str:
-    from .replay import md_table
+    from .outcomes import md_table
 
     return md_table(["claim", "measure", "value", "95% CI", "on this pair"],
                     [[r["claim"], r["measure"], r["value"], r["ci"], r["verdict"]] for r in rows])

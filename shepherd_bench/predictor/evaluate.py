@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .features import REACTIVE_NAMES, reactive_table
+from .features import REACTIVE_NAMES
 from .model import FULL, HintPredictor, TrainOptions, decisions, train
+from .reactive import reactive_table
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from ..replay import Curve, Pricing
+    from ..outcomes import Curve, Pricing
 
 
 @dataclass
@@ -45,7 +46,7 @@ class GridData:
 
 
 def grid_labels(lt: pd.DataFrame) -> pd.DataFrame:
-    from ..replay import oracle_rows
+    from ..outcomes import oracle_rows
 
     o = oracle_rows(lt).set_index("query_id")
     solved = o["acc"] >= 0.5
@@ -56,8 +57,8 @@ def grid_labels(lt: pd.DataFrame) -> pd.DataFrame:
 
 def load_grid_data(grid: Path, pricing: Pricing | None = None) -> GridData:
     from ..grid import load_grid, load_llm_answers, load_manifest
+    from ..outcomes import Pricing, level_table
     from ..prices import Price
-    from ..replay import Pricing, level_table
 
     rows = load_grid(grid)
     free = Price("free", 0.0, 0.0, 0.0)
@@ -145,7 +146,7 @@ def sweep(name: str, preds: pd.DataFrame, data: GridData, pricing: Pricing, reac
     import pandas as pd
 
     from ..analysis.matched import pareto_frontier
-    from ..replay import Curve, level_table, result, token_rows
+    from ..outcomes import Curve, level_table, result, token_rows
 
     lt = level_table(data.rows, pricing)
     # rounded to the 3 digits of their labels, so every point has its own label and a label replays exactly

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
 
 STAT_NAMES = ("log_chars", "log_words", "log_lines", "digit_share", "log_numbers", "code_share", "question_marks")
 REACTIVE_NAMES = ("agreement", "log_len_mean", "log_len_std", "mean_logprob", "n_samples")
@@ -180,22 +179,3 @@ def choose_featurizer(kind: str = "auto") -> Featurizer:
     if kind not in ("minilm", "hashed-tfidf"):
         raise ValueError(f"unknown featurizer '{kind}'; use auto, minilm or hashed-tfidf")
     return Featurizer(kind=kind)
-
-
-def reactive_table(grid_rows: pd.DataFrame, first: int = 3) -> pd.DataFrame:
-    """Per query, from the first ``first`` SLM samples at level 0: agreement, lengths, mean log-prob,
-    and the SLM tokens those samples cost. Each query's samples go through
-    ``reactive.reactive_features``, the function the live shepherd strategy calls on its own samples."""
-    import pandas as pd
-
-    from .reactive import FEATURE_COLUMNS, ReactiveSample, reactive_features
-
-    z = grid_rows[(grid_rows["level"] == 0) & ~grid_rows["full"].astype(bool)]
-    z = z[z["sample"] < first].sort_values(["query_id", "sample"], kind="stable")
-    by_query: dict[Any, list[ReactiveSample]] = {}
-    cols = ("query_id", "extracted", "text", "slm_output_tokens", "slm_mean_logprob", "slm_input_tokens")
-    for qid, *fields in zip(*(z[c] for c in cols), strict=True):
-        by_query.setdefault(qid, []).append(ReactiveSample.from_row(*fields))
-    rows = {qid: reactive_features(samples, first) for qid, samples in by_query.items()}
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=list(FEATURE_COLUMNS))
-    return out.rename_axis("query_id").astype(float)

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from .features import REACTIVE_NAMES
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..backends.base import GenRequest, GenResult
     from ..strategies.base import Query
 
@@ -108,4 +110,22 @@ def sample_requests(query: Query, samples: int, temperature: float, seed: int) -
 
 
 __all__ = ["FEATURE_COLUMNS", "FIRST_SAMPLES", "ReactiveSample", "feature_vector", "live_extracted",
-           "reactive_features", "sample_key", "sample_requests"]
+           "reactive_features", "reactive_table", "sample_key", "sample_requests"]
+
+
+def reactive_table(grid_rows: pd.DataFrame, first: int = 3) -> pd.DataFrame:
+    """Per query, from the first ``first`` SLM samples at level 0: agreement, lengths, mean log-prob,
+    and the SLM tokens those samples cost. Each query's samples go through
+    ``reactive.reactive_features``, the function the live shepherd strategy calls on its own samples."""
+    import pandas as pd
+
+
+    z = grid_rows[(grid_rows["level"] == 0) & ~grid_rows["full"].astype(bool)]
+    z = z[z["sample"] < first].sort_values(["query_id", "sample"], kind="stable")
+    by_query: dict[Any, list[ReactiveSample]] = {}
+    cols = ("query_id", "extracted", "text", "slm_output_tokens", "slm_mean_logprob", "slm_input_tokens")
+    for qid, *fields in zip(*(z[c] for c in cols), strict=True):
+        by_query.setdefault(qid, []).append(ReactiveSample.from_row(*fields))
+    rows = {qid: reactive_features(samples, first) for qid, samples in by_query.items()}
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=list(FEATURE_COLUMNS))
+    return out.rename_axis("query_id").astype(float)
