@@ -141,6 +141,22 @@ def hub_offline() -> bool:
     return False
 
 
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached (one quick HTTP request, proxies honoured), or None.
+    ``datasets`` itself retries for tens of seconds before failing; this answers in ``timeout``."""
+    import urllib.error
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint + "/api/whoami-v2", method="HEAD"), timeout=timeout)
+    except urllib.error.HTTPError:
+        return None  # an answer (401 without a token): the hub is there
+    except (urllib.error.URLError, OSError) as e:
+        return f"{endpoint} is unreachable ({getattr(e, 'reason', e)})"
+    return None
+
+
 def missing_message(task: str, relpath: str, hub: str, reason: str) -> str:
     return (
         f"{task}: no local copy of the data and the public copy ({hub}) is unavailable: {reason}. "
@@ -164,13 +180,18 @@ def load_hub(spec: HubSpec) -> RawData:
     """Rows of one split of a hub dataset through ``datasets``; fails fast when offline."""
     if hub_offline():
         raise DataNotFound(missing_message(spec.task, spec.relpath, spec.hub_id, "offline mode is set"))
+    unreachable = hub_unreachable()
+    if unreachable:  # only a copy already in the datasets cache can serve: it fails at once otherwise
+        os.environ["HF_HUB_OFFLINE"] = "1"  # read when huggingface_hub / datasets are imported
+        os.environ["HF_DATASETS_OFFLINE"] = "1"
     try:
         import datasets
 
         ds = datasets.load_dataset(spec.hub_id, spec.config, split=spec.split)
         rows = [dict(r) for r in ds]
     except Exception as e:  # any hub/network failure becomes one actionable error
-        raise DataNotFound(missing_message(spec.task, spec.relpath, spec.hub_id, f"{type(e).__name__}: {e}")) from e
+        reason = unreachable or f"{type(e).__name__}: {e}"
+        raise DataNotFound(missing_message(spec.task, spec.relpath, spec.hub_id, reason)) from e
     config = f"/{spec.config}" if spec.config else ""
     return RawData(rows, f"hf://{spec.hub_id}{config}:{spec.split}", sha256_rows(rows))
 
