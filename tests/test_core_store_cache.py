@@ -154,3 +154,18 @@ def test_parse_kv_and_fingerprint() -> None:
     assert base.fingerprint() != RunConfig("gsm8k", "llm", {}, m, m, limit=6).fingerprint()
     keyed = ModelConfig("openai:gpt-4o", "gpt-4o", {"api_key": "sk-secret", "base_url": "http://x"})
     assert "sk-secret" not in json.dumps(RunConfig("gsm8k", "llm", {}, m, keyed).measured())
+
+
+def test_run_files_share_one_mode(tmp_path: Path) -> None:
+    """manifest.json and summary.json (written atomically) get the mode samples.jsonl gets (was 0600)."""
+    import stat
+
+    from shepherd_bench.store import RunStore
+
+    store = RunStore(tmp_path / "run")
+    store.open({"fingerprint": "f"}, "f")
+    store.append([{"query_id": "q", "correct": True}])
+    store.write_summary({"n": 1})
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (store.manifest_path, store.samples_path,
+                                                               store.summary_path)}
+    assert len(set(modes.values())) == 1, modes
