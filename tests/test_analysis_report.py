@@ -314,3 +314,23 @@ def test_answer_sanity_shares_from_hand_made_samples() -> None:
     # an older run with no finish reasons: the cut share is unknown, never 0
     old = sample_frame([{**records[0], "calls": [{**records[0]["calls"][0], "finish_reason": ""}]}], free, free)
     assert pd.isna(Run(path=Path("x"), manifest={}, summary={}, samples=old).sanity()["cut"])
+
+
+def test_labels_show_non_default_and_varying_parameters_only() -> None:
+    import pandas as pd
+
+    from shepherd_bench.analysis.runs import Run, unique_names
+    from shepherd_bench.strategies import get_strategy
+
+    defaults = {p.name: p.default for p in get_strategy("shepherd").params}  # what a live run records
+
+    def run(**changed: Any) -> Run:
+        params = {**defaults, **changed}
+        return Run(path=Path("r"), manifest={"strategy": {"strategy": "shepherd", "params": params}},
+                   summary={}, samples=pd.DataFrame())
+
+    assert run(hint_tokens=16).label == "shepherd(hint_tokens=16)"
+    assert run().label == "shepherd"
+    # shown together, the varying parameter is named on every run, the default value included
+    assert unique_names([run(hint_tokens=16), run(), run(hint_tokens=64)]) == [
+        "shepherd(hint_tokens=16)", "shepherd(hint_tokens=32)", "shepherd(hint_tokens=64)"]

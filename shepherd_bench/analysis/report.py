@@ -47,6 +47,7 @@ from .runs import (
     format_params,
     group_by_task,
     load_run,
+    shown_params,
 )
 
 FORMATS = ("md", "csv", "json")
@@ -96,9 +97,12 @@ def _reference(aligned: AlignedRuns, strategy: str) -> str | None:
 
 
 def _sweep_label(runs: Sequence[Run]) -> str:
+    """``strategy(fixed non-default parameters) over the parameters that vary``."""
     r = runs[0]
-    fixed = {k: v for k, v in r.params.items() if isinstance(v, bool) or not isinstance(v, (int, float))}
-    swept = sorted({k for x in runs for k, v in x.params.items() if k not in fixed})
+    fixed = {k: v for k, v in shown_params(r.strategy, r.params).items()
+             if isinstance(v, bool) or not isinstance(v, (int, float))}
+    swept = sorted({k for x in runs for k, v in x.params.items() if k not in fixed
+                    and len({repr(y.params.get(k)) for y in runs}) > 1})
     base = f"{r.strategy}({format_params(fixed)})" if fixed else r.strategy
     return f"{base} over {', '.join(swept)}" if swept else base
 

@@ -64,6 +64,26 @@ def format_params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={params[k]}" for k in sorted(params))
 
 
+_NO_DEFAULT = object()
+
+
+def strategy_defaults(name: str) -> dict[str, Any]:
+    """Parameter defaults of a registered strategy ({} for one not installed here)."""
+    try:
+        from ..strategies import get_strategy
+
+        return {p.name: p.default for p in get_strategy(name).params}
+    except Exception:  # an unknown or broken plugin: show every parameter
+        return {}
+
+
+def shown_params(strategy: str, params: dict[str, Any], keep: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The parameters worth a label: those off their default, and those in ``keep`` (the ones that vary
+    among the runs shown together)."""
+    defaults = strategy_defaults(strategy)
+    return {k: v for k, v in params.items() if k in keep or defaults.get(k, _NO_DEFAULT) != v}
+
+
 @dataclass
 class Run:
     path: Path
@@ -93,7 +113,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        p = format_params(self.params)
+        p = format_params(shown_params(self.strategy, self.params))
         return f"{self.strategy}({p})" if p else self.strategy
 
     @property
@@ -224,7 +244,15 @@ class AlignedRuns:
 
 def unique_names(runs: Sequence[Run]) -> list[str]:
     """Run labels, made unique with the folder name where two runs share a label."""
-    labels = [r.label for r in runs]
+    varying: dict[str, set[str]] = {}
+    for r in runs:
+        for k in r.params:
+            if len({repr(x.params.get(k)) for x in runs if x.strategy == r.strategy}) > 1:
+                varying.setdefault(r.strategy, set()).add(k)
+    labels = []
+    for r in runs:
+        p = format_params(shown_params(r.strategy, r.params, varying.get(r.strategy, set())))
+        labels.append(f"{r.strategy}({p})" if p else r.strategy)
     return [f"{lab} [{r.path.name}]" if labels.count(lab) > 1 else lab for lab, r in zip(labels, runs, strict=True)]
 
 
