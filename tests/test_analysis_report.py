@@ -334,3 +334,10 @@ def test_labels_show_non_default_and_varying_parameters_only() -> None:
     # shown together, the varying parameter is named on every run, the default value included
     assert unique_names([run(hint_tokens=16), run(), run(hint_tokens=64)]) == [
         "shepherd(hint_tokens=16)", "shepherd(hint_tokens=32)", "shepherd(hint_tokens=64)"]
+
+
+def test_matched_cost_without_llm_only_says_what_is_missing(tmp_path: Path) -> None:
+    prices = load_prices(write_prices(tmp_path / "p"))
+    paths = [p for p in toy_suite(tmp_path / "runs") if load_run(p, prices).strategy != "llm"]
+    md = build_report(paths, target=0.95, fmt="md", B=100, seed=0, prices=prices)
+    assert "needs an LLM-only run (`--strategy llm`)" in md and "not reached" not in md.split("### Cost")[1]

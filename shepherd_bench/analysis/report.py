@@ -293,6 +293,14 @@ def task_markdown(a: TaskAnalysis, prices: PriceTable) -> str:
            tabulate(table, headers=head, tablefmt="github", disable_numparse=True), ""]
     out += sanity_markdown(rows)
     srows = sweep_rows(a)
+    missing = [w for w, have in (("an LLM-only run (`--strategy llm`)", a.llm is not None),
+                                 ("an SLM-only run (`--strategy slm`)",
+                                  a.slm is not None or not a.settings.target.needs_slm)) if not have]
+    if srows and missing:
+        out += [f"### Cost at matched accuracy (target: {a.settings.target.label})", "",
+                f"Not computed: the target needs {' and '.join(missing)} of the same task and queries "
+                f"among the reported folders.", ""]
+        srows = []
     if srows:
         tgt = a.settings.target.label
         out += [f"### Cost at matched accuracy (target: {tgt})", ""]
