@@ -400,9 +400,9 @@ def plot_task(a: TaskAnalysis, out: Path) -> Path:
     ax.set_title(f"{a.task}: accuracy vs cost ({a.settings.level:.0%} CI, n={len(a.aligned.query_ids)})")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside, not over, the points
-    fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", metadata={"Software": None})
+    # the bounding box grows to hold the legend beside the axes (tight_layout cannot, and warns)
+    fig.savefig(out, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
     return out
 
 
