@@ -212,9 +212,7 @@ def claims(rp: Replay, target: str = "0.95", B: int = 10000, seed: int = 0, leve
             rows.append({"claim": "5 learned cost within 1.5x of the oracle's",
                          "measure": f"{name} cost at {tgt} / oracle shepherding cost",
                          "value": _fmt_ratio(est), "ci": f"[{_fmt_ratio(lo)}, {_fmt_ratio(hi)}]",
-                         # within 1.5x: the interval wholly below 1.5 (negated so "above" is good)
-                         "verdict": _verdict(None if hi is None else -hi, None if lo is None else -lo, -1.5)
-                         if est is not None else FAILS})
+                         "verdict": ratio_verdict(est, lo, hi, 1.5, m.cost is not None)})
         if m_fixed is not None:
             r = _ratio(m.resampled, m_fixed.resampled)
             lo, hi = _quantiles(r, level)
@@ -222,9 +220,18 @@ def claims(rp: Replay, target: str = "0.95", B: int = 10000, seed: int = 0, leve
             rows.append({"claim": "5 adaptive vs the best fixed hint size",
                          "measure": f"{name} cost at {tgt} / fixed hints' ({_usd(m_fixed.cost)} per 1k)",
                          "value": _fmt_ratio(est), "ci": f"[{_fmt_ratio(lo)}, {_fmt_ratio(hi)}]",
-                         "verdict": _verdict(None if hi is None else -hi, None if lo is None else -lo, -1.0)
-                         if est is not None else (FAILS if m.cost is None else UNSURE)})
+                         "verdict": ratio_verdict(est, lo, hi, 1.0, m.cost is not None)})
     return rows
+
+
+def ratio_verdict(est: float | None, lo: float | None, hi: float | None, bound: float, a_reached: bool) -> str:
+    """Verdict on "a / b below ``bound``" for costs at the target: from the interval when both curves reach
+    the target; when only ``a`` does, ``a`` is the cheaper way there (holds); when ``a`` does not, fails."""
+    if not a_reached:
+        return FAILS
+    if est is None:
+        return HOLDS
+    return _verdict(None if hi is None else -hi, None if lo is None else -lo, -bound)
 
 
 def _pct(x: float | None) -> str:
@@ -251,8 +258,7 @@ def _ratio_rows(name: str, m: MatchedCost, bname: str, b: MatchedCost, level: fl
     rows = [{"claim": "4 shepherding vs the best routing / cascade",
              "measure": f"{name} / {bname} ({_usd(b.cost)} per 1k): ratio of costs at the target",
              "value": _fmt_ratio(est), "ci": f"[{_fmt_ratio(lo)}, {_fmt_ratio(hi)}]",
-             "verdict": _verdict(None if hi is None else -hi, None if lo is None else -lo, -1.0)
-             if est is not None else (FAILS if m.cost is None else HOLDS)}]
+             "verdict": ratio_verdict(est, lo, hi, 1.0, m.cost is not None)}]
     sav_est = None
     if est is not None and m.llm_cost > b.cost:  # type: ignore[operator]
         sav_est = (m.llm_cost - m.cost) / (m.llm_cost - b.cost)  # type: ignore[operator]

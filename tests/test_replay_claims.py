@@ -63,3 +63,14 @@ def test_claims_with_a_predictor_curve(tmp_path: Path) -> None:
     assert {r["claim"][0] for r in rows} == {"1", "2", "3", "4", "5"}
     four = [r for r in rows if r["claim"].startswith("4")]
     assert len(four) == 2 and "ratio of costs" in four[0]["measure"]
+
+
+def test_ratio_verdicts_when_a_curve_does_not_reach_the_target() -> None:
+    from shepherd_bench.replay_claims import ratio_verdict
+
+    assert ratio_verdict(0.8, 0.6, 0.95, 1.0, True) == HOLDS
+    assert ratio_verdict(1.2, 1.05, 1.4, 1.0, True) == FAILS
+    assert ratio_verdict(1.0, 0.8, 1.2, 1.0, True) == UNSURE
+    assert ratio_verdict(None, 0.0, 0.0, 1.0, True) == HOLDS  # only the predictor reaches the target
+    assert ratio_verdict(None, None, None, 1.0, False) == FAILS  # the predictor does not reach it
+    assert ratio_verdict(1.2, 1.0, 1.4, 1.5, True) == HOLDS  # within 1.5x

@@ -181,17 +181,15 @@ def load_hub(spec: HubSpec) -> RawData:
     if hub_offline():
         raise DataNotFound(missing_message(spec.task, spec.relpath, spec.hub_id, "offline mode is set"))
     unreachable = hub_unreachable()
-    if unreachable:  # only a copy already in the datasets cache can serve: it fails at once otherwise
-        os.environ["HF_HUB_OFFLINE"] = "1"  # read when huggingface_hub / datasets are imported
-        os.environ["HF_DATASETS_OFFLINE"] = "1"
+    if unreachable:  # `datasets` would retry for tens of seconds before saying the same
+        raise DataNotFound(missing_message(spec.task, spec.relpath, spec.hub_id, unreachable))
     try:
         import datasets
 
         ds = datasets.load_dataset(spec.hub_id, spec.config, split=spec.split)
         rows = [dict(r) for r in ds]
     except Exception as e:  # any hub/network failure becomes one actionable error
-        reason = unreachable or f"{type(e).__name__}: {e}"
-        raise DataNotFound(missing_message(spec.task, spec.relpath, spec.hub_id, reason)) from e
+        raise DataNotFound(missing_message(spec.task, spec.relpath, spec.hub_id, f"{type(e).__name__}: {e}")) from e
     config = f"/{spec.config}" if spec.config else ""
     return RawData(rows, f"hf://{spec.hub_id}{config}:{spec.split}", sha256_rows(rows))
 
