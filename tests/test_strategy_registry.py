@@ -105,3 +105,35 @@ def test_external_plugin_registers_through_the_entry_point(tmp_path: Path, monke
     q = Query("q0", (Message("user", "hi"),), max_tokens=8)
     (a,) = s.solve([q], models)
     assert a.answer == "hello!" and len(small.requests) == 1
+
+
+def test_a_plugin_router_gets_leaderboard_rows_from_the_published_grid_without_a_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    """The contributor's path: install a package whose router implements ``replay_scores``, replay it on the
+    committed HumanEval grid, regenerate the leaderboard: its rows appear, and no model is built."""
+    import shutil
+
+    from shepherd_bench import backends as backends_mod
+    from shepherd_bench.analysis.leaderboard import write_leaderboard
+    from shepherd_bench.replay import open_replay, run_policies
+    from shepherd_bench.replay_export import export_runs
+
+    _install_dist_info(tmp_path, plugin_entry_points())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(PLUGIN))
+    monkeypatch.setattr(strategies, "REGISTRY", strategies.build_registry())
+    monkeypatch.setenv("SHEPHERD_BENCH_DATA", str(data_dir))
+
+    def no_model(*a: object, **k: object) -> None:
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(backends_mod, "make_backend", no_model)
+    grid = Path(__file__).resolve().parent.parent / "leaderboard" / "grids" / "humaneval"
+    root = tmp_path / "leaderboard"
+    root.mkdir()
+    shutil.copy(grid.parent.parent / "prices.json", root / "prices.json")
+    rp = run_policies(open_replay(grid), ["slm", "llm", "route:plugin-length"])
+    export_runs(rp, root / "runs")
+    text = write_leaderboard(root, B=200, plots=False).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| route-plugin-length")]
+    assert rows and "(1 of" in rows[0]  # one operating point of its threshold sweep
