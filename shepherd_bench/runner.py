@@ -205,6 +205,7 @@ def execute(cfg: RunConfig, *, prices: PriceTable, out: Path | None = None, cach
     # a finished run needs no model: nothing is resolved or loaded, and the identities recorded when the
     # models did run are kept; otherwise the models are checked before the run folder is touched
     models = build_models(cfg, cache, preflight=getattr(strategy, "roles", ("small", "large")) if pending else ())
+    models.small.show_progress = models.large.show_progress = progress  # calls move while a batch runs
     store.open(manifest, cfg.fingerprint())
     done = store.load_done()
     todo = [(i, d) for i, d in enumerate(docs) if d.id not in done]

@@ -58,6 +58,7 @@ class MeteredBackend:
         self.role: Role = role
         self.totals = MeterTotals()
         self._lock = threading.Lock()
+        self.show_progress = False  # the runner sets it: every batch shows its calls as they finish
 
     @property
     def identity(self) -> BackendIdentity:
@@ -66,7 +67,7 @@ class MeteredBackend:
     def generate(self, requests: list[GenRequest], *, progress: bool = False) -> list[GenResult]:
         if not requests:
             return []
-        results = self.inner.generate(requests, progress=progress)
+        results = self.inner.generate(requests, progress=progress or self.show_progress)
         if len(results) != len(requests):
             raise RuntimeError(f"backend {self.identity.short()} returned {len(results)} results for {len(requests)} requests")
         with self._lock:
