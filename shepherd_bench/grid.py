@@ -172,16 +172,17 @@ class GridStore:
         return store
 
     def read(self, path: Path) -> list[dict[str, Any]]:
-        if not path.exists():
-            packed = path.with_name(path.name + ".gz")  # a published grid (``export_grid``): read-only
-            if not packed.exists():
-                return []
+        packed = path.with_name(path.name + ".gz")  # a published grid (``export_grid``): read-only
+        if path.exists():
+            self._jsonl(path).load_done()  # repairs a torn last line in place
+            text = path.read_text(encoding="utf-8")
+        elif packed.exists():
             import gzip
 
-            return [json.loads(line) for line in gzip.decompress(packed.read_bytes()).decode("utf-8").splitlines()
-                    if line.strip()]
-        self._jsonl(path).load_done()  # repairs a torn last line in place
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            text = gzip.decompress(packed.read_bytes()).decode("utf-8")
+        else:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def append(self, path: Path, records: list[dict[str, Any]]) -> None:
         self._jsonl(path).append(records)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from .analysis.matched import MatchedCost
     from .prices import Price
 
 
@@ -157,7 +158,7 @@ def oracle_cascade_rows(lt: pd.DataFrame) -> pd.DataFrame:
     return cascade_rows(lt, (s["acc"] < 0.5).set_axis(s["query_id"]))
 
 
-SHORT_ANSWER_TOKENS = 15  # as in the run reports (analysis.runs)
+SHORT_ANSWER_TOKENS = 15  # an answer this short is a format failure more often than an answer (runs and replays)
 
 
 def answer_sanity(o: pd.DataFrame) -> dict[str, float | None]:
@@ -199,6 +200,19 @@ class Curve:
         correct = np.column_stack([p.outcome["acc"].to_numpy(dtype=float) for p in self.points])
         cost = np.column_stack([p.outcome["cost"].to_numpy(dtype=float) for p in self.points])
         return correct, cost
+
+
+def curve_matched_cost(curve: Curve, lt: pd.DataFrame, target: str, B: int, seed: int,
+                       level: float = 0.95) -> MatchedCost:
+    """Cost at matched accuracy of one curve against LLM-only on the same queries (and SLM-only for gap
+    targets), with its paired bootstrap interval."""
+    from .analysis.matched import Target, matched_cost
+
+    llm, slm = llm_rows(lt), slm_rows(lt)
+    correct, cost = curve.arrays()
+    return matched_cost(correct, cost, llm["acc"].to_numpy(float), llm["cost"].to_numpy(float),
+                        Target.parse(target), slm_correct=slm["acc"].to_numpy(float), B=B, seed=seed,
+                        level=level)
 
 
 def result(name: str, outcome: pd.DataFrame, note: str = "") -> PolicyResult:

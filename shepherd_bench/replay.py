@@ -48,6 +48,7 @@ from .outcomes import (  # noqa: F401 - re-exported: the replay's public names
     _one_per_query,
     answer_sanity,
     cascade_rows,
+    curve_matched_cost,
     fixed_rows,
     level_table,
     llm_rows,
@@ -65,6 +66,8 @@ from .outcomes import (  # noqa: F401 - re-exported: the replay's public names
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .analysis.matched import MatchedCost
 
 
 # --- scores for routers and cascades ------------------------------------------------------------------
@@ -284,23 +287,17 @@ def claim_rows(rp: Replay) -> list[dict[str, Any]]:
     return [pols["oracle"], pols["oracle-cascade"], pols["oracle-route"]]
 
 
-def matched_rows(rp: Replay, target: str, B: int, seed: int) -> list[dict[str, Any]]:
-    """Cost at matched accuracy (vs LLM-only) for every curve, with its paired bootstrap interval."""
-    try:
-        from .analysis.matched import Target, matched_cost
-    except ImportError:  # pragma: no cover - analysis module absent
-        return []
-    llm = llm_rows(rp.lt)
-    slm = slm_rows(rp.lt)
-    out = []
-    for c in rp.curves:
-        if not c.points:
-            continue
-        correct, cost = c.arrays()
-        m = matched_cost(correct, cost, llm["acc"].to_numpy(float), llm["cost"].to_numpy(float),
-                         Target.parse(target), slm_correct=slm["acc"].to_numpy(float), B=B, seed=seed)
-        out.append({"curve": c.name, "points": len(c.points), **m.to_json()})
-    return out
+def matched_costs(rp: Replay, target: str, B: int, seed: int) -> dict[str, MatchedCost]:
+    """Cost at matched accuracy (vs LLM-only) of every curve, by curve name, with the per-resample costs."""
+    return {c.name: curve_matched_cost(c, rp.lt, target, B, seed) for c in rp.curves if c.points}
+
+
+def matched_rows(rp: Replay, target: str, B: int, seed: int,
+                 costs: dict[str, MatchedCost] | None = None) -> list[dict[str, Any]]:
+    """The same as table rows (``costs``: already computed by ``matched_costs``)."""
+    costs = matched_costs(rp, target, B, seed) if costs is None else costs
+    return [{"curve": c.name, "points": len(c.points), **costs[c.name].to_json()} for c in rp.curves
+            if c.name in costs]
 
 
 # --- formatting and the command -----------------------------------------------------------------------
@@ -399,10 +396,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     rp = open_replay(args.grid, args.prices, args.llm_price, args.slm_price)
     run_policies(rp, list(args.policy or DEFAULT_POLICIES))
-    matched = matched_rows(rp, args.target, args.resamples, args.seed)
+    costs = matched_costs(rp, args.target, args.resamples, args.seed)
+    matched = matched_rows(rp, args.target, args.resamples, args.seed, costs)
     from .replay_claims import claims as paper_claims
 
-    found = paper_claims(rp, args.target, args.resamples, args.seed)
+    found = paper_claims(rp, args.target, args.resamples, args.seed, costs=costs)
     if args.format == "json":
         text = json.dumps(replay_json(rp, matched, found), indent=2, sort_keys=True, default=str)
     else:

@@ -91,17 +91,6 @@ def _as_curve(name: str, points: list[PolicyResult]) -> Curve:
     return c
 
 
-def _matched(curve: Curve, rp: Replay, target: str, B: int, seed: int, level: float) -> MatchedCost:
-    from .analysis.matched import Target, matched_cost
-    from .outcomes import llm_rows, slm_rows
-
-    llm, slm = llm_rows(rp.lt), slm_rows(rp.lt)
-    correct, cost = curve.arrays()
-    return matched_cost(correct, cost, llm["acc"].to_numpy(float), llm["cost"].to_numpy(float),
-                        Target.parse(target), slm_correct=slm["acc"].to_numpy(float), B=B, seed=seed,
-                        level=level)
-
-
 def _resampled_cost(result: PolicyResult, B: int, seed: int) -> np.ndarray:
     """Mean cost of a single policy over the same seeded resamples ``matched_cost`` draws."""
     from .analysis.bootstrap import index_counts, resample_indices, resampled_means
@@ -172,15 +161,22 @@ def _usd_diff(x: float) -> str:
     return f"{'+' if x >= 0 else '-'}${abs(1000 * x):.3f}"
 
 
-def claims(rp: Replay, target: str = "0.95", B: int = 10000, seed: int = 0, level: float = 0.95) -> list[dict[str, Any]]:
-    """Every claim's rows (claim, measure, value, ci, verdict) for a replay whose policies have run."""
+def claims(rp: Replay, target: str = "0.95", B: int = 10000, seed: int = 0, level: float = 0.95,
+           costs: dict[str, MatchedCost] | None = None) -> list[dict[str, Any]]:
+    """Every claim's rows (claim, measure, value, ci, verdict) for a replay whose policies have run;
+    ``costs``: the curves' matched costs already computed with the same target, B, seed and level."""
+    from .outcomes import curve_matched_cost
+
+    def matched(c: Curve) -> MatchedCost:
+        return (costs or {}).get(c.name) or curve_matched_cost(c, rp.lt, target, B, seed, level)
+
     rows = claim_one(rp, B, seed, level) + claim_two(rp, B, seed, level)
     preds = [c for c in rp.curves if c.name.startswith(PREDICTOR_PREFIXES) and c.points]
     bases = [c for c in rp.curves if c.name.startswith(BASELINE_PREFIXES) and c.points]
     fixed = _fixed_singles(rp)
-    m_pred = {c.name: _matched(c, rp, target, B, seed, level) for c in preds}
-    m_base = {c.name: _matched(c, rp, target, B, seed, level) for c in bases}
-    m_fixed = _matched(_as_curve("fixed hints", fixed), rp, target, B, seed, level) if fixed else None
+    m_pred = {c.name: matched(c) for c in preds}
+    m_base = {c.name: matched(c) for c in bases}
+    m_fixed = matched(_as_curve("fixed hints", fixed)) if fixed else None
     oracle = next((p for p in rp.singles if p.name == "oracle"), None)
     tgt = next(iter(m_pred.values())).target if m_pred else target
     if not preds:

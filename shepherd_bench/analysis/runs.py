@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 
 from ..backends.meter import CallRecord
+from ..outcomes import SHORT_ANSWER_TOKENS
 from ..prices import PriceTable, calls_cost, load_prices
 
 SAMPLE_COLUMNS = ("query_id", "index", "correct", "error", "status", "cost_usd", "llm_cost_usd",
                   "slm_cost_usd", "llm_input_tokens", "llm_output_tokens", "llm_calls", "score",
                   "answer_tokens", "cut", "no_answer")
-SHORT_ANSWER_TOKENS = 15  # an answer this short is a format failure more often than an answer (replay.py too)
 CALL_DEFAULTS: dict[str, Any] = {"cached_input_tokens": 0, "latency_s": 0.0, "cached": False}  # compact files
 LLM_STRATEGY = "llm"
 SLM_STRATEGY = "slm"

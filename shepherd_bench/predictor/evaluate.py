@@ -91,10 +91,8 @@ def reactive_sampling(react: pd.DataFrame, spec: dict[str, Any] | None) -> dict[
 def fit(data: GridData, options: TrainOptions, idx: Any = None) -> HintPredictor:
     import numpy as np
 
-    i = np.arange(len(data.texts)) if idx is None else np.asarray(idx)
-    if data.solved is not None:  # never-solved queries are not training examples (module docstring)
-        kept = i[np.asarray([data.solved[j] for j in i], dtype=bool)]
-        i = kept if len(kept) else i
+    given = np.arange(len(data.texts)) if idx is None else np.asarray(idx)
+    i = training_indices(data, given)
     react = None
     if options.reactive:
         if data.reactive is None:
@@ -104,8 +102,19 @@ def fit(data: GridData, options: TrainOptions, idx: Any = None) -> HintPredictor
                   options, react)
     if options.reactive and data.sampling is not None:
         model.meta["reactive_sampling"] = dict(data.sampling)
-    model.meta["unsolved_left_out"] = int(len(idx) if idx is not None else len(data.texts)) - len(i)
+    model.meta["unsolved_left_out"] = len(given) - len(i)
     return model
+
+
+def training_indices(data: GridData, idx: np.ndarray) -> np.ndarray:
+    """The queries of ``idx`` a predictor trains on: never-solved ones are not training examples (module
+    docstring); all of ``idx`` if none is solved."""
+    import numpy as np
+
+    if data.solved is None:
+        return idx
+    kept = idx[np.asarray([data.solved[j] for j in idx], dtype=bool)]
+    return kept if len(kept) else idx
 
 
 def predict(model: HintPredictor, data: GridData, idx: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -234,12 +243,12 @@ def cross_validated_curve(grid: Path, rows: pd.DataFrame, lt: pd.DataFrame, pric
 
 
 def _data_hash(data: GridData) -> str:
+    import numpy as np
+
     from .model import data_hash
 
-    keep = [j for j in range(len(data.texts)) if data.solved is None or data.solved[j]]
-    if not keep:
-        keep = list(range(len(data.texts)))
-    return data_hash([data.texts[j] for j in keep], [data.n_star[j] for j in keep])  # what fit() trains on
+    keep = training_indices(data, np.arange(len(data.texts)))  # what fit() trains on
+    return data_hash([data.texts[j] for j in keep], [data.n_star[j] for j in keep])
 
 
 def transfer(train_grid: Path, test_grid: Path, options: TrainOptions, pricing: Pricing) -> Curve:

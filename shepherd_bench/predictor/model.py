@@ -78,12 +78,11 @@ class HintPredictor:
         return 1.0 / (1.0 + np.exp(-(self._hidden(x) @ self.clf_coef + self.clf_intercept)))
 
     def n_hat(self, x: np.ndarray) -> np.ndarray:
-        import numpy as np
 
+        h = self._hidden(x)
         if self.cls_coef is not None and self.cls_intercept is not None and self.cls_values is not None:
-            scores = self._hidden(x) @ self.cls_coef + self.cls_intercept
-            return np.asarray(self.cls_values[np.argmax(scores, axis=1)], dtype=np.float64)
-        return np.maximum(np.expm1(self._hidden(x) @ self.reg_coef + self.reg_intercept), 1.0)
+            return classes_n_hat(h, self.cls_coef, self.cls_intercept, self.cls_values)
+        return huber_n_hat(h, self.reg_coef, self.reg_intercept)
 
     def decide(self, x: np.ndarray, threshold: float | None = None, full_threshold: float = math.inf) -> np.ndarray:
         """Hint tokens per row: 0 (no hint), k, or FULL (see :func:`decisions`)."""
@@ -251,6 +250,20 @@ def _fit_classes(z: np.ndarray, classes: np.ndarray, C: float) -> tuple[np.ndarr
     return coef.T, icpt, clf.classes_.astype(np.float64)
 
 
+def huber_n_hat(h: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
+    """Hint tokens from the regression of log(1 + n*) (at least 1)."""
+    import numpy as np
+
+    return np.maximum(np.expm1(h @ coef + intercept), 1.0)
+
+
+def classes_n_hat(h: np.ndarray, coef: np.ndarray, intercept: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Hint tokens of the most likely class (FULL_CLASS for "full")."""
+    import numpy as np
+
+    return np.asarray(values[np.argmax(h @ coef + intercept, axis=1)], dtype=np.float64)
+
+
 def hint_loss(k_hat: np.ndarray, classes: np.ndarray, lengths: np.ndarray, full_above: float = math.inf) -> float:
     """Mean cost, in LLM tokens, of a predicted hint size on queries that need one: a sufficient hint
     pays its own tokens; an insufficient one pays them and then the whole answer (what a deferral to the
@@ -277,11 +290,9 @@ def stage2_cv_loss(z: np.ndarray, t: np.ndarray, classes: np.ndarray, lengths: n
     k_hat = np.zeros(n)
     for tr, te in KFold(n_splits=folds, shuffle=True, random_state=options.seed).split(np.arange(n)):
         if variant == "huber":
-            coef, b = _fit_stage2(z[tr], t[tr], options)
-            k_hat[te] = np.ceil(np.maximum(np.expm1(z[te] @ coef + b), 1.0))
+            k_hat[te] = np.ceil(huber_n_hat(z[te], *_fit_stage2(z[tr], t[tr], options)))
         else:
-            cc, ci, cv = _fit_classes(z[tr], classes[tr], options.classes_C)
-            k_hat[te] = cv[np.argmax(z[te] @ cc + ci, axis=1)]
+            k_hat[te] = classes_n_hat(z[te], *_fit_classes(z[tr], classes[tr], options.classes_C))
     return hint_loss(k_hat, classes, lengths, full_above)
 
 
