@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from shepherd_bench.backends.base import GenRequest, GenResult
-from shepherd_bench.grid import GridSpec, hint_size, hint_text, slm_request
+from shepherd_bench.research.grid import GridSpec, hint_size, hint_text, slm_request
 
 MODEL = "qwen2.5-coder-0.5b"  # resolved (and fetched if needed) like any model spec
 LLM = "qwen2.5-coder-1.5b"

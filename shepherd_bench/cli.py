@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="leaderboard folder with runs/, prices.json and notes.md (default leaderboard)")
     lb.add_argument("--check", action="store_true", help="fail if the committed markdown or plots differ")
 
-    from .grid import add_grid_parser, add_publish_parser
-    from .replay import add_replay_parser
+    from .research.grid import add_grid_parser, add_publish_parser
+    from .research.replay import add_replay_parser
 
     add_grid_parser(sub)
     add_publish_parser(sub)
@@ -218,19 +218,19 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from .grid import cmd_grid as grid
+    from .research.grid import cmd_grid as grid
 
     return int(grid(args) or 0)
 
 
 def cmd_publish_grid(args: argparse.Namespace) -> int:
-    from .grid import cmd_publish_grid as publish
+    from .research.grid import cmd_publish_grid as publish
 
     return int(publish(args) or 0)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import cmd_replay as replay
+    from .research.replay import cmd_replay as replay
 
     return int(replay(args) or 0)
 

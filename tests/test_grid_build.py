@@ -10,7 +10,7 @@ import pytest
 
 from shepherd_bench.backends.base import BackendIdentity, GenRequest, GenResult
 from shepherd_bench.backends.meter import MeteredBackend
-from shepherd_bench.grid import (
+from shepherd_bench.research.grid import (
     GridError,
     GridSpec,
     GridStore,

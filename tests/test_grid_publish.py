@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from shepherd_bench.grid import GridError, export_grid, load_grid, load_llm_answers
-from shepherd_bench.replay import open_replay, run_policies
+from shepherd_bench.research.grid import GridError, export_grid, load_grid, load_llm_answers
+from shepherd_bench.research.replay import open_replay, run_policies
 from shepherd_bench.tasks import get_task
 
 
@@ -82,7 +82,7 @@ def test_published_grid_refuses_other_data(data_dir: Path, tmp_path: Path, monke
 
 
 def test_building_on_a_published_grid_unpacks_it_to_resume(data_dir: Path, tmp_path: Path) -> None:
-    from shepherd_bench.grid import GridStore
+    from shepherd_bench.research.grid import GridStore
 
     write_gsm8k_grid(tmp_path / "work", data_dir, n=5)
     export_grid(tmp_path / "work", tmp_path / "pub")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shepherd_bench.replay import open_replay, run_policies
-from shepherd_bench.replay_export import export_runs
+from shepherd_bench.research.export import export_runs
+from shepherd_bench.research.replay import open_replay, run_policies
 
 ROOT = Path(__file__).resolve().parent.parent / "leaderboard"
 POLICIES = ["slm", "llm", "oracle", "oracle-route", "oracle-cascade", "tokens:16", "tokens:32", "tokens:64",

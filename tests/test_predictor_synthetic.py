@@ -21,7 +21,7 @@ from shepherd_bench.predictor.evaluate import (
 )
 from shepherd_bench.predictor.model import FULL, HintPredictor, TrainOptions
 from shepherd_bench.prices import Price
-from shepherd_bench.replay import Pricing, open_replay, run_policies
+from shepherd_bench.research.replay import Pricing, open_replay, run_policies
 from shepherd_bench.strategies.base import Query
 from shepherd_bench.tasks.base import chat
 
@@ -143,7 +143,7 @@ def test_curve_spans_slm_only_to_llm_only_when_stage_two_collapses(grid: tuple[P
     import pandas as pd
 
     from shepherd_bench.analysis.matched import cost_at_accuracy
-    from shepherd_bench.replay import level_table, llm_rows, slm_rows
+    from shepherd_bench.research.replay import level_table, llm_rows, slm_rows
 
     root, need = grid
     data = load_grid_data(root, PRICING)

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from shepherd_bench.config import ModelConfig, RunConfig
-from shepherd_bench.grid import GridConfig, GridSpec, execute_grid, load_grid
 from shepherd_bench.predictor.evaluate import fit, load_grid_data, predict
 from shepherd_bench.predictor.features import REACTIVE_NAMES
 from shepherd_bench.predictor.model import TrainOptions
 from shepherd_bench.predictor.reactive import reactive_table
 from shepherd_bench.prices import load_prices
+from shepherd_bench.research.grid import GridConfig, GridSpec, execute_grid, load_grid
 from shepherd_bench.runner import execute
 
 SMALL = "qwen2.5-coder-0.5b"

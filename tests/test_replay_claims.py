@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shepherd_bench.replay import open_replay, run_policies
-from shepherd_bench.replay_claims import FAILS, HOLDS, NOT_MEASURED, UNSURE, _verdict, claims, hint_fraction
+from shepherd_bench.research.claims import FAILS, HOLDS, NOT_MEASURED, UNSURE, _verdict, claims, hint_fraction
+from shepherd_bench.research.replay import open_replay, run_policies
 from tests.test_predictor_synthetic import N_FULL, write_synthetic_grid
 
 
@@ -66,7 +66,7 @@ def test_claims_with_a_predictor_curve(tmp_path: Path) -> None:
 
 
 def test_ratio_verdicts_when_a_curve_does_not_reach_the_target() -> None:
-    from shepherd_bench.replay_claims import ratio_verdict
+    from shepherd_bench.research.claims import ratio_verdict
 
     assert ratio_verdict(0.8, 0.6, 0.95, 1.0, True) == HOLDS
     assert ratio_verdict(1.2, 1.05, 1.4, 1.0, True) == FAILS

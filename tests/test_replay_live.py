@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from shepherd_bench.config import ModelConfig, RunConfig
-from shepherd_bench.grid import GridConfig, GridSpec, execute_grid, load_grid, load_llm_answers
 from shepherd_bench.prices import load_prices
+from shepherd_bench.research.grid import GridConfig, GridSpec, execute_grid, load_grid, load_llm_answers
 from shepherd_bench.runner import execute
 
 SMALL = "qwen2.5-coder-0.5b"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from shepherd_bench.prices import Price
-from shepherd_bench.replay import (
+from shepherd_bench.research.replay import (
     FULL,
     Pricing,
     ReplayError,
@@ -148,8 +148,8 @@ def test_exported_runs_price_like_the_replay(tmp_path: Path) -> None:
     """A replayed policy exported as a run folder loads in the analysis layer with the same accuracy and
     cost per query as the replay itself, and numeric parameters stay numbers (so sweeps are found)."""
     from shepherd_bench.analysis.runs import find_sweeps, load_run
-    from shepherd_bench.replay import open_replay, run_policies
-    from shepherd_bench.replay_export import export_runs
+    from shepherd_bench.research.export import export_runs
+    from shepherd_bench.research.replay import open_replay, run_policies
 
     rp = run_policies(open_replay(write_grid(tmp_path / "g")), ["oracle", "llm", "fixed-curve"])
     paths = export_runs(rp, tmp_path / "runs")
@@ -196,7 +196,7 @@ def test_route_learned_is_cross_fitted_and_slm_scores_are_refused(tmp_path: Path
     g = write_grid(tmp_path / "g")
     write_prompts(g)
     rp = open_replay(g)
-    from shepherd_bench.replay import routing_labels
+    from shepherd_bench.research.replay import routing_labels
 
     labels = routing_labels(rp.lt, rp.df, g)
     assert [(r["query_id"], r["slm_correct"], r["llm_correct"]) for r in labels] == \
@@ -215,7 +215,7 @@ def test_route_learned_is_cross_fitted_and_slm_scores_are_refused(tmp_path: Path
 
 def test_predicted_cv_and_labels_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from baselines.labels import load_labels
-    from shepherd_bench.replay_export import export_runs
+    from shepherd_bench.research.export import export_runs
 
     g = write_grid(tmp_path / "g")
     write_prompts(g)
@@ -239,7 +239,7 @@ def test_exported_calls_split_slm_input_and_output_as_the_grid_counted_them(tmp_
     """The SLM call of an exported run has the grid's input tokens in and its output tokens out (not the
     sum as output), and a cascade's deferral is recorded in live order: SLM answer, then LLM answer."""
     from shepherd_bench.analysis.runs import load_run
-    from shepherd_bench.replay_export import export_runs
+    from shepherd_bench.research.export import export_runs
 
     rp = run_policies(open_replay(write_grid(tmp_path / "g")), ["slm", "tokens:5", "oracle-cascade"])
     runs = {load_run(p).strategy: p for p in export_runs(rp, tmp_path / "runs")}

@@ -115,8 +115,8 @@ def test_a_plugin_router_gets_leaderboard_rows_from_the_published_grid_without_a
 
     from shepherd_bench import backends as backends_mod
     from shepherd_bench.analysis.leaderboard import write_leaderboard
-    from shepherd_bench.replay import open_replay, run_policies
-    from shepherd_bench.replay_export import export_runs
+    from shepherd_bench.research.export import export_runs
+    from shepherd_bench.research.replay import open_replay, run_policies
 
     _install_dist_info(tmp_path, plugin_entry_points())
     monkeypatch.syspath_prepend(str(tmp_path))

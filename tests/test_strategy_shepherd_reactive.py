@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from shepherd_bench.backends.base import GenRequest
-from shepherd_bench.grid import GridSpec, GridStore, build_grid, load_grid
 from shepherd_bench.predictor import load_policy
 from shepherd_bench.predictor.evaluate import fit, load_grid_data
 from shepherd_bench.predictor.features import REACTIVE_NAMES
 from shepherd_bench.predictor.model import TrainOptions
 from shepherd_bench.predictor.policy import ReactiveFeaturesNeeded
 from shepherd_bench.predictor.reactive import reactive_table
+from shepherd_bench.research.grid import GridSpec, GridStore, build_grid, load_grid
 from shepherd_bench.strategies import make_strategy
 from shepherd_bench.strategies.base import ParamError, Query
 from shepherd_bench.strategies.shepherd import HintSize, Shepherd

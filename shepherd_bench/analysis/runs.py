@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..backends.meter import CallRecord
-from ..outcomes import SHORT_ANSWER_TOKENS
 from ..prices import PriceTable, calls_cost, load_prices
+from ..research.outcomes import SHORT_ANSWER_TOKENS
 
 SAMPLE_COLUMNS = ("query_id", "index", "correct", "error", "status", "cost_usd", "llm_cost_usd",
                   "slm_cost_usd", "llm_input_tokens", "llm_output_tokens", "llm_calls", "score",

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ..prices import load_prices
-    from ..replay import Pricing, matched_rows, md_table, open_replay
+    from ..research.replay import Pricing, matched_rows, md_table, open_replay
     from .evaluate import cross_validate, decision_overhead_ms, fit, load_grid_data, sweep, transfer
 
     a = build_parser().parse_args(argv)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from ..outcomes import Curve, Pricing
+    from ..research.outcomes import Curve, Pricing
 
 
 @dataclass
@@ -46,7 +46,7 @@ class GridData:
 
 
 def grid_labels(lt: pd.DataFrame) -> pd.DataFrame:
-    from ..outcomes import oracle_rows
+    from ..research.outcomes import oracle_rows
 
     o = oracle_rows(lt).set_index("query_id")
     solved = o["acc"] >= 0.5
@@ -56,9 +56,9 @@ def grid_labels(lt: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_grid_data(grid: Path, pricing: Pricing | None = None) -> GridData:
-    from ..grid import load_grid, load_llm_answers, load_manifest
-    from ..outcomes import Pricing, level_table
     from ..prices import Price
+    from ..research.grid import load_grid, load_llm_answers, load_manifest
+    from ..research.outcomes import Pricing, level_table
 
     rows = load_grid(grid)
     free = Price("free", 0.0, 0.0, 0.0)
@@ -155,7 +155,7 @@ def sweep(name: str, preds: pd.DataFrame, data: GridData, pricing: Pricing, reac
     import pandas as pd
 
     from ..analysis.matched import pareto_frontier
-    from ..outcomes import Curve, level_table, result, token_rows
+    from ..research.outcomes import Curve, level_table, result, token_rows
 
     lt = level_table(data.rows, pricing)
     # rounded to the 3 digits of their labels, so every point has its own label and a label replays exactly
@@ -216,7 +216,7 @@ def predicted_curve(path: Path, rows: pd.DataFrame, lt: pd.DataFrame, grid: Path
     """``replay --policy predicted:PATH``: a saved model applied to a grid, threshold swept."""
     import pandas as pd
 
-    from ..grid import load_llm_answers
+    from ..research.grid import load_llm_answers
 
     model = HintPredictor.load(path)
     data = grid_data(rows, lt, load_llm_answers(grid))
@@ -234,7 +234,7 @@ def cross_validated_curve(grid: Path, rows: pd.DataFrame, lt: pd.DataFrame, pric
     """``replay --policy predicted:cv``: the two-stage predictor (default options, proactive features),
     k folds by query, each query decided by a model that never saw it; both knobs swept. ``stage2``:
     "auto" (chosen by inner CV within each training fold), "huber" or "classes"."""
-    from ..grid import load_llm_answers
+    from ..research.grid import load_llm_answers
 
     data = grid_data(rows, lt, load_llm_answers(grid))
     suffix = "" if stage2 == "auto" else f"-{stage2}"

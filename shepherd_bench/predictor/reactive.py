@@ -69,7 +69,7 @@ class ReactiveSample:
     @classmethod
     def from_result(cls, res: GenResult, kind: str) -> ReactiveSample:
         """From a live SLM result (``kind``: math or code), as ``grid.slm_row`` would store it."""
-        from ..grid import mean_logprob
+        from ..research.grid import mean_logprob
 
         return cls.from_row(live_extracted(res.text, kind), res.text, res.output_tokens,
                             mean_logprob(res.token_logprobs), res.input_tokens)
@@ -103,7 +103,7 @@ def sample_requests(query: Query, samples: int, temperature: float, seed: int) -
     """The level-0 SLM requests a grid with ``--samples samples --temperature temperature --seed seed``
     sends for ``query`` (``grid.slm_request``: no prefix, the task's budget, seeds ``seed + s``,
     log-probabilities on)."""
-    from ..grid import GridSpec, slm_request
+    from ..research.grid import GridSpec, slm_request
 
     spec = GridSpec(levels=(0.0,), kind="tokens", samples=samples, temperature=temperature, seed=seed)
     return [slm_request(query, "", 0, spec, s, logprobs=True) for s in range(samples)]

@@ -13,14 +13,14 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import UserError
+from ..errors import UserError
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from .analysis.matched import MatchedCost
-    from .prices import Price
+    from ..analysis.matched import MatchedCost
+    from ..prices import Price
 
 
 FULL = -1  # a hint decision meaning "the LLM answers in full"
@@ -206,7 +206,7 @@ def curve_matched_cost(curve: Curve, lt: pd.DataFrame, target: str, B: int, seed
                        level: float = 0.95) -> MatchedCost:
     """Cost at matched accuracy of one curve against LLM-only on the same queries (and SLM-only for gap
     targets), with its paired bootstrap interval."""
-    from .analysis.matched import Target, matched_cost
+    from ..analysis.matched import Target, matched_cost
 
     llm, slm = llm_rows(lt), slm_rows(lt)
     correct, cost = curve.arrays()

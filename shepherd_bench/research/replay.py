@@ -67,7 +67,7 @@ from .outcomes import (  # noqa: F401 - re-exported: the replay's public names
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .analysis.matched import MatchedCost
+    from ..analysis.matched import MatchedCost
 
 
 # --- scores for routers and cascades ------------------------------------------------------------------
@@ -157,7 +157,7 @@ def router_curve(name: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path, seed
     import numpy as np
     import pandas as pd
 
-    from .strategies import get_strategy
+    from ..strategies import get_strategy
 
     if name in SCORES:
         raise ReplayError(f"route:{name}: the '{name}' score reads the SLM's own answer, which a router "
@@ -200,13 +200,13 @@ def curve_policy(spec: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path, pric
     if name == "route":
         return router_curve(arg, df, lt, grid)
     if name == "predicted":
-        from .predictor.evaluate import cross_validated_curve, predicted_curve
+        from ..predictor.evaluate import cross_validated_curve, predicted_curve
 
         if arg in ("cv", "cv-huber", "cv-classes"):  # stage 2 chosen by inner CV, or one variant
             return cross_validated_curve(grid, df, lt, pricing, stage2=arg.partition("-")[2] or "auto")
         return predicted_curve(Path(arg), df, lt, grid, pricing)
     if name == "transfer":
-        from .predictor.evaluate import TrainOptions, transfer
+        from ..predictor.evaluate import TrainOptions, transfer
 
         return transfer(Path(arg), grid, TrainOptions(), pricing)
     return None
@@ -230,8 +230,8 @@ class Replay:
 
 def open_replay(grid: Path, prices_path: Path | None = None, llm_price: str | None = None,
                 slm_price: str | None = None) -> Replay:
+    from ..prices import load_prices
     from .grid import load_grid, load_manifest
-    from .prices import load_prices
 
     manifest = load_manifest(grid)
     table = load_prices(prices_path)
@@ -344,7 +344,7 @@ def render_markdown(rp: Replay, matched: list[dict[str, Any]], claims: list[dict
             [[r["curve"], r["target"], r["target_accuracy"], _k(r["cost"]),
               f"{_k(r['low'])}..{_k(r['high'])}", r["reduction"], r["not_reached_fraction"]] for r in matched]), ""]
     if claims:
-        from .replay_claims import claims_markdown
+        from .claims import claims_markdown
 
         out += ["## The shepherding paper's claims on this grid (paired bootstrap, same resamples)", "",
                 claims_markdown(claims), "",
@@ -398,7 +398,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     run_policies(rp, list(args.policy or DEFAULT_POLICIES))
     costs = matched_costs(rp, args.target, args.resamples, args.seed)
     matched = matched_rows(rp, args.target, args.resamples, args.seed, costs)
-    from .replay_claims import claims as paper_claims
+    from .claims import claims as paper_claims
 
     found = paper_claims(rp, args.target, args.resamples, args.seed, costs=costs)
     if args.format == "json":
@@ -408,13 +408,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.out:
         args.out.write_text(text + "\n")
     if getattr(args, "export_labels", None):
-        from .store import write_text_atomic
+        from ..store import write_text_atomic
 
         labels = routing_labels(rp.lt, rp.df, rp.grid)
         write_text_atomic(args.export_labels, "".join(json.dumps(r, sort_keys=True) + "\n" for r in labels))
         print(f"wrote {len(labels)} routing labels to {args.export_labels}", file=sys.stderr)
     if getattr(args, "export_runs", None):
-        from .replay_export import export_runs
+        from .export import export_runs
 
         for path in export_runs(rp, args.export_runs):
             print(f"exported {path}", file=sys.stderr)

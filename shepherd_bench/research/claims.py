@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from .analysis.matched import MatchedCost
+    from ..analysis.matched import MatchedCost
     from .outcomes import Curve, PolicyResult
     from .replay import Replay
 
@@ -46,7 +46,7 @@ def _verdict(low: float | None, high: float | None, good_above: float) -> str:
 
 def _quantiles(values: np.ndarray, level: float) -> tuple[float | None, float | None]:
     """Percentile interval where +inf means "not reached" (an end touching it is None)."""
-    from .analysis.matched import percentile_with_inf
+    from ..analysis.matched import percentile_with_inf
 
     if len(values) == 0:
         return None, None
@@ -93,7 +93,7 @@ def _as_curve(name: str, points: list[PolicyResult]) -> Curve:
 
 def _resampled_cost(result: PolicyResult, B: int, seed: int) -> np.ndarray:
     """Mean cost of a single policy over the same seeded resamples ``matched_cost`` draws."""
-    from .analysis.bootstrap import index_counts, resample_indices, resampled_means
+    from ..analysis.bootstrap import index_counts, resample_indices, resampled_means
 
     cost = result.outcome["cost"].to_numpy(float)[:, None]
     n = len(cost)
@@ -103,7 +103,7 @@ def _resampled_cost(result: PolicyResult, B: int, seed: int) -> np.ndarray:
 def claim_one(rp: Replay, B: int, seed: int, level: float) -> list[dict[str, Any]]:
     import numpy as np
 
-    from .analysis.bootstrap import paired_bootstrap
+    from ..analysis.bootstrap import paired_bootstrap
     from .outcomes import slm_rows
 
     slm = slm_rows(rp.lt)
@@ -134,7 +134,7 @@ def claim_one(rp: Replay, B: int, seed: int, level: float) -> list[dict[str, Any
 def claim_two(rp: Replay, B: int, seed: int, level: float) -> list[dict[str, Any]]:
     import numpy as np
 
-    from .analysis.bootstrap import paired_bootstrap
+    from ..analysis.bootstrap import paired_bootstrap
     from .outcomes import single_policy
 
     pols = {p.name: p for p in rp.singles}

@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .store import RunStore, write_json_atomic
+from .. import __version__
+from ..store import RunStore, write_json_atomic
 
 # policy spec -> (strategy name, strategy params) as a live run would record them
 _NAMES = {"slm": "slm", "llm": "llm", "oracle": "shepherd-oracle", "oracle-route": "route-oracle",

@@ -37,15 +37,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .backends.base import GenRequest, GenResult
-from .config import ConfigError, ModelConfig, RunConfig
-from .store import RunStore
+from ..backends.base import GenRequest, GenResult
+from ..config import ConfigError, ModelConfig, RunConfig
+from ..store import RunStore
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .strategies.base import ModelPair, Query
-    from .tasks.base import Doc, Score, Task
+    from ..strategies.base import ModelPair, Query
+    from ..tasks.base import Doc, Score, Task
 
 LevelKind = Literal["fraction", "tokens"]
 DEFAULT_FRACTIONS = tuple(round(i / 10, 1) for i in range(11))
@@ -474,7 +474,7 @@ def load_llm_answers(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def task_prompts(manifest: dict[str, Any], root: Path) -> dict[str, str]:
-    from .tasks import get_task
+    from ..tasks import get_task
 
     cfg = manifest.get("config", {})
     task = get_task(str(cfg.get("task") or manifest.get("task")), **(cfg.get("task_options") or {}))
@@ -502,7 +502,7 @@ def export_grid(src: Path, dest: Path) -> list[Path]:
     import gzip
     import hashlib
 
-    from .store import write_json_atomic
+    from ..store import write_json_atomic
 
     root = grid_dir(src)
     store = GridStore(root)
@@ -547,7 +547,7 @@ def select_docs(docs: list[Doc], limit: int | None, subset: int | None, seed: in
 def grid_manifest(cfg: GridConfig, dataset: Any, n_docs: int) -> dict[str, Any]:
     from datetime import datetime, timezone
 
-    from .runner import _redacted_argv, package_versions
+    from ..runner import _redacted_argv, package_versions
 
     return {
         "kind": "hint-grid",
@@ -573,9 +573,9 @@ def grid_manifest(cfg: GridConfig, dataset: Any, n_docs: int) -> dict[str, Any]:
 
 def execute_grid(cfg: GridConfig, *, out: Path | None = None, cache_path: Path | None = None,
                  use_cache: bool = True, progress: bool = True) -> tuple[Path, GridStats]:
-    from .backends.cache import GenerationCache, default_cache_path
-    from .runner import _record_identities, build_models
-    from .tasks import get_task
+    from ..backends.cache import GenerationCache, default_cache_path
+    from ..runner import _record_identities, build_models
+    from ..tasks import get_task
 
     task = get_task(cfg.task)
     dataset = task.load(Path(cfg.data_dir) if cfg.data_dir else None)
@@ -613,7 +613,7 @@ def cmd_publish_grid(args: argparse.Namespace) -> int:
 
 def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
     """``shepherd-bench grid``: hook with ``add_grid_parser(sub)`` and ``COMMANDS["grid"] = cmd_grid``."""
-    from .cli_args import add_data_args, add_model_args
+    from ..cli_args import add_data_args, add_model_args
 
     g = sub.add_parser("grid", help="measure every query on a grid of hint sizes (resumable)")
     g.add_argument("--task", required=True, help="task name (shepherd-bench list tasks)")
@@ -638,7 +638,7 @@ def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from .cli_args import model_config
+    from ..cli_args import model_config
 
     for flag in ("limit", "subset"):
         v = getattr(args, flag)
