@@ -15,6 +15,7 @@ from shepherd_bench.sandbox import Job, SandboxConfig, Verdict, detect_isolation
 
 GOOD = Job("def f(x):\n    return x + 1\n", "assert f(1) == 2\nfor i in range(3):\n    assert f(i) == i + 1\n")
 SECRET = "sk-shepherd-test-secret-8d2f"
+HOST_DUMPS = ("/tmp/shepherd_keys", "/var/tmp/shepherd_keys", "/dev/shm/shepherd_keys")
 UID_BASE = SandboxConfig().uid_base
 
 
@@ -164,6 +165,26 @@ def attacks(canary: Path, port: int) -> dict[str, tuple[Job, set[str]]]:
                     pass
             raise RuntimeError(repr(seen))
             """), fail),
+        # Finds a key wherever the grader's own /proc/<pid>/environ is visible (tests/test_sandbox_pip_only.py
+        # starts the grader with one), and writes what it found to host paths.
+        "api_key_dump_to_host": (_job("""
+            import os, re
+            texts = ['\\n'.join(f'{k}={v}' for k, v in os.environ.items())]
+            for pid in os.listdir('/proc'):
+                for part in ('environ', 'cmdline'):
+                    try:
+                        texts.append(open(f'/proc/{pid}/{part}', 'rb').read().decode('latin-1'))
+                    except OSError:
+                        pass
+            keys = sorted(set(re.findall(r'sk-[A-Za-z0-9-]+', '\\n'.join(texts))))
+            for path in HOST_DUMPS:
+                try:
+                    open(path, 'w').write('\\n'.join(keys + texts))
+                except OSError:
+                    pass
+            print(keys)
+            raise RuntimeError(repr(keys))
+            """.replace("HOST_DUMPS", repr([str(canary / "keys.txt"), *HOST_DUMPS]))), fail),
     }
 
 
@@ -204,9 +225,10 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Verdict
         listener.accept()  # nobody connected
     listener.close()
     assert (canary / "canary.txt").read_text() == "intact"
-    assert not (canary / "pwned.txt").exists()
-    for path in ("/tmp/shepherd_pwned", "/root/shepherd_pwned", "/var/tmp/shepherd_pwned", "/dev/shm/shepherd_pwned"):
-        assert not Path(path).exists(), path
+    assert not (canary / "pwned.txt").exists() and not (canary / "keys.txt").exists()
+    for path in ("/tmp/shepherd_pwned", "/root/shepherd_pwned", "/var/tmp/shepherd_pwned", "/dev/shm/shepherd_pwned",
+                 *HOST_DUMPS):
+        assert not os.path.exists(path), path  # False, not an error, where this uid may not look (/root)
     assert _sandbox_processes() == []
     return {name: (verdicts[2 * i], verdicts[2 * i + 1], ok) for i, (name, (_, ok)) in enumerate(table.items())}
 

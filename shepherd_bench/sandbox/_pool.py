@@ -11,17 +11,15 @@ import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ._checks import Expectation, Lifted, judge_cases, lift_asserts, parse_channel
-from ._isolation import Layers, SandboxConfig, pool_command
+from ._isolation import ZYGOTE_SOURCE, Layers, SandboxConfig, pool_command
 
 if TYPE_CHECKING:
     from . import Job, Verdict
 
 FRAME = struct.Struct("<II")
-ZYGOTE_SOURCE = Path(__file__).with_name("_zygote.py")
 SETUP_FAILED = 70
 
 
@@ -49,7 +47,8 @@ def prepare(job: Job, lift: bool = True) -> Prepared:
 
 def _zygote_config(cfg: SandboxConfig, layers: Layers, workers: int) -> str:
     return json.dumps({
-        "workers": workers, "drop_uid": layers.uid_drop, "uid_base": cfg.uid_base, "seccomp": layers.seccomp,
+        "workers": workers, "drop_uid": layers.uid_drop, "uid_base": cfg.uid_base,
+        "seccomp": layers.seccomp_module.spec() if layers.seccomp_module else None,
         "allow_fork": cfg.allow_fork, "nproc": cfg.nproc, "fsize_mb": cfg.fsize_mb, "out_keep": cfg.out_keep,
         "out_limit": cfg.out_limit, "verdict_limit": cfg.verdict_limit,
         "tmp_root": "/tmp/sb" if layers.namespace == "bubblewrap" else _host_tmp_root(),

@@ -1,7 +1,11 @@
 """Sandbox worker ("zygote"): a warm interpreter that forks one child per job.
 
 This file is run as a script by a system interpreter (``python3 -I -c <this source> <config>``), usually
-inside a bubblewrap namespace; it is never imported by the parent. Standard library only.
+inside a bubblewrap namespace; it is never imported by the parent. Standard library only, plus the seccomp
+binding the config names: python3-seccomp's ``seccomp`` by import, or pyseccomp's source, which the parent
+read from its own environment (the system interpreter does not see the parent's site-packages).
+With ``{"probe_seccomp": [binding, ...]}`` as config it loads the job filter with the first binding that
+works, prints which one as a JSON line and exits (the parent's layer probe).
 
 Wire protocol (all frames are ``<II`` header-length, body-length, then a JSON header, then raw body):
   parent -> worker (stdin):   {"id", "timeout", "memory_mb", "nonce"} + JSON job body
@@ -23,6 +27,7 @@ import signal
 import struct
 import sys
 import time
+import types
 from typing import Any
 
 FRAME = struct.Struct("<II")
@@ -252,9 +257,23 @@ def _drop_privileges(uid: int) -> None:
     os.setresuid(uid, uid, uid)
 
 
-def _seccomp_filter(cfg: dict[str, Any], zygote_pid: int) -> None:
-    import seccomp  # noqa: PLC0415 - only where available
+JOB_FILTER: Any = None  # the seccomp filter every child loads, built once by main() before any fork
 
+
+def load_seccomp(spec: dict[str, Any]) -> Any:
+    """python3-seccomp's module by import, or pyseccomp run from the source the parent sent (its own
+    ``import`` would search the venv the sandbox interpreter does not see). Nothing is added to sys.path."""
+    if spec.get("code") is None:
+        return __import__(str(spec["name"]))
+    module = types.ModuleType(str(spec["name"]))
+    module.__file__ = str(spec["file"])
+    exec(compile(spec["code"], module.__file__, "exec", dont_inherit=True), module.__dict__)
+    return module
+
+
+def job_filter(seccomp: Any, allow_fork: bool, zygote_pid: int) -> Any:
+    """The jobs' syscall filter, built (not loaded) with the binding ``seccomp``. Built once in the zygote:
+    each child inherits it and only loads it (building costs ~1 ms per job through ctypes)."""
     errno_eperm = seccomp.ERRNO(1)
     f = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
     mask = 0xFFFFFFFF
@@ -269,7 +288,7 @@ def _seccomp_filter(cfg: dict[str, Any], zygote_pid: int) -> None:
         "request_key", "userfaultfd", "io_uring_setup", "kexec_load", "reboot", "swapon", "init_module",
         "finit_module", "delete_module", "acct", "quotactl", "open_by_handle_at", "name_to_handle_at",
     ]
-    if not cfg["allow_fork"]:
+    if not allow_fork:
         denied += ["fork", "vfork", "execve", "execveat"]
         clone_thread = 0x00010000
         f.add_rule(errno_eperm, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, clone_thread, 0))
@@ -279,11 +298,26 @@ def _seccomp_filter(cfg: dict[str, Any], zygote_pid: int) -> None:
         except (RuntimeError, ValueError, OSError):
             pass  # syscall unknown on this architecture
     f.add_rule(seccomp.ERRNO(38), "clone3")  # ENOSYS: libc falls back to clone, which is filtered
-    f.load()
+    return f
+
+
+def probe_seccomp(specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Load the job filter (as a job would) with each binding in turn; report the first that works."""
+    errors = []
+    for i, spec in enumerate(specs):
+        try:
+            module = load_seccomp(spec)
+            job_filter(module, False, os.getppid()).load()
+        except _BaseException as exc:  # noqa: BLE001 - any failure means: not this binding
+            errors.append(f"{spec['name']}: {_describe(exc)}")
+            continue
+        return {"chosen": i, "file": getattr(module, "__file__", "") or "", "errors": errors,
+                "library": str(getattr(module, "_libseccomp_path", "") or "")}
+    return {"chosen": None, "errors": errors}
 
 
 def child_main(cfg: dict[str, Any], slot: int, hdr: dict[str, Any], body: bytearray,
-               out_w: int, v_w: int, workdir: str, zygote_pid: int) -> None:
+               out_w: int, v_w: int, workdir: str) -> None:
     code = 0
     try:
         signal.set_wakeup_fd(-1)
@@ -303,7 +337,7 @@ def child_main(cfg: dict[str, Any], slot: int, hdr: dict[str, Any], body: bytear
         if cfg["drop_uid"]:
             _drop_privileges(int(cfg["uid_base"]) + slot)
         if cfg["seccomp"]:
-            _seccomp_filter(cfg, zygote_pid)
+            JOB_FILTER.load()
         job = json.loads(body.decode())
         body[:] = bytes(len(body))
         del body
@@ -445,7 +479,7 @@ class Zygote:
         v_r, v_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            child_main(self.cfg, slot, hdr, body, out_w, v_w, workdir, os.getppid())
+            child_main(self.cfg, slot, hdr, body, out_w, v_w, workdir)
         os.close(out_w)
         os.close(v_w)
         run = Run(pid, slot, int(hdr["id"]), float(hdr["timeout"]), out_r, v_r, workdir)
@@ -588,14 +622,19 @@ class Zygote:
 
 
 def main() -> None:
+    global JOB_FILTER
     cfg = json.loads(sys.argv[1])
+    if "probe_seccomp" in cfg:
+        report = probe_seccomp(list(cfg["probe_seccomp"]))
+        os.write(1, (json.dumps(report) + "\n").encode())
+        _exit(0)
     for name in WARM_MODULES:
         try:
             __import__(name)
         except ImportError:
             pass
     if cfg["seccomp"]:
-        import seccomp  # noqa: F401, PLC0415 - warm it up before forking
+        JOB_FILTER = job_filter(load_seccomp(cfg["seccomp"]), bool(cfg["allow_fork"]), os.getpid())
     os.makedirs(cfg["tmp_root"], exist_ok=True)
     sys.stdout = sys.stderr  # stray prints must never corrupt the protocol on fd 1
     Zygote(cfg).loop()
