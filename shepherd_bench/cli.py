@@ -154,7 +154,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         from .backends import describe_backends
 
         for name, desc in describe_backends():
-            print(f"{name:10s} {desc}")
+            print(f"{name:13s} {desc}")
     return 0
 
 

@@ -16,11 +16,13 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--slm", default=DEFAULT_SLM, help=f"small model backend:model (default {DEFAULT_SLM})")
     g.add_argument("--llm", default=DEFAULT_LLM, help=f"large model backend:model (default {DEFAULT_LLM})")
     g.add_argument("--slm-price", help="price-table name for SLM tokens (default: free for local models)")
-    g.add_argument("--llm-price", help="price-table name for LLM tokens (default: the model name; "
-                   "local models are priced as Groq's Llama-3.3-70B)")
+    g.add_argument("--llm-price", help="price-table name for LLM tokens (default: the model name, "
+                   "NAME@batch for openai-batch; local models are priced as Groq's Llama-3.3-70B)")
     g.add_argument("--slm-opt", action="append", metavar="KEY=VALUE", help="SLM backend option (repeatable)")
     g.add_argument("--llm-opt", action="append", metavar="KEY=VALUE",
-                   help="LLM backend option, e.g. base_url=http://host/v1 api_key_env=MY_KEY concurrency=32")
+                   help="LLM backend option, e.g. base_url=http://host/v1 api_key_env=MY_KEY concurrency=32; "
+                   "openai-batch also takes poll_s=15 max_poll_s=300 state_dir=DIR max_requests=50000 and "
+                   "command='vllm run-batch' (docs/BATCH.md)")
     g.add_argument("--prices", type=Path, help="price table JSON (default: leaderboard/prices.json)")
 
 

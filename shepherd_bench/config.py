@@ -75,7 +75,12 @@ def parse_kv(pairs: list[str] | None, flag: str = "-S") -> dict[str, str]:
 
 
 def default_price(spec: str, role: str) -> str:
+    """The price-table name a model is billed under: the model name, in the tier its backend calls
+    (``openai-batch:gpt-4o-mini`` -> ``gpt-4o-mini@batch``); local models as the embedded pair."""
+    from .backends import PRICE_TIERS
+
     backend, _, model = spec.partition(":")
     if backend == "llamacpp" or backend == "vllm":
         return "embedded-llm" if role == "large" else "embedded-slm"
-    return model
+    tier = PRICE_TIERS.get(backend)
+    return f"{model}@{tier}" if tier else model

@@ -5,6 +5,11 @@ where ``input`` is the prompt token count as the API reports it (cached tokens i
 ``prompt_tokens`` does). Costs are computed at analysis time from stored token counts, so a price change
 needs no re-run. A call served from shepherd-bench's local cache is priced as the API call it replays:
 the cost is the strategy's, not the re-run's.
+
+A model's entry may hold other tiers of the same provider as nested entries (``"batch": {"input": ...,
+"cached_input": ..., "output": ...}``); ``NAME@TIER`` names one (``gpt-4o-mini@batch``), and a backend
+that calls a tier (``openai-batch``) defaults to it. A tier the table lacks is an error, never the
+standard price and never $0.
 """
 
 from __future__ import annotations
@@ -50,9 +55,13 @@ class PriceTable:
     source: str
 
     def get(self, name: str) -> Price:
-        key = self.aliases.get(name, name)
+        base, at, tier = name.partition("@")
+        key = self.aliases.get(base, base) + at + tier
         if key not in self.models:
-            known = ", ".join(sorted(self.models))
+            if tier and key.partition("@")[0] in self.models:
+                raise PriceError(f"no {tier} price for model '{base}' in {self.source}; add a \"{tier}\" "
+                                 f"entry to its prices, or pass --llm-price NAME / --slm-price NAME")
+            known = ", ".join(sorted(k for k in self.models if "@" not in k))
             raise PriceError(f"no price for model '{name}' in {self.source} (known: {known}); "
                              f"add it to the table or pass --llm-price NAME / --slm-price NAME")
         return self.models[key]
@@ -66,9 +75,15 @@ def load_prices(path: Path | None = None) -> PriceTable:
     if not p.exists():
         raise PriceError(f"price table not found at {p}; pass --prices PATH")
     raw = json.loads(p.read_text())
-    models = {k: Price(k, float(v["input"]), float(v.get("cached_input", v["input"])), float(v["output"]))
-              for k, v in raw["models"].items()}
+    models: dict[str, Price] = {}
+    for k, v in raw["models"].items():
+        models[k] = _price(k, v)
+        models.update({f"{k}@{tier}": _price(f"{k}@{tier}", t) for tier, t in v.items() if isinstance(t, dict)})
     return PriceTable(date=raw["date"], models=models, aliases=dict(raw.get("aliases", {})), source=str(p))
+
+
+def _price(name: str, v: dict[str, Any]) -> Price:
+    return Price(name, float(v["input"]), float(v.get("cached_input", v["input"])), float(v["output"]))
 
 
 def calls_cost(calls: Iterable[CallRecord], large: Price, small: Price) -> float:

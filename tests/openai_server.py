@@ -8,6 +8,17 @@ concurrent run can be given faults per query. Sticky modes (``reject_max_complet
 until cleared. A trailing assistant message is continued (llama.cpp's prefill and vLLM's
 ``continue_final_message`` behave the same way for our purpose). ``state.completed`` logs every answer
 fully sent (time, body), so a test can tell which calls had finished before a client died.
+
+The Batch API is spoken too: ``POST /v1/files`` (multipart, ``purpose=batch``), ``POST /v1/batches``,
+``GET /v1/batches/{id}`` and ``GET /v1/files/{id}/content``. A batch validates its lines as OpenAI does
+(method, url, unique custom ids), runs them in a thread through the same generator, and writes an output
+and an error file in OpenAI's line format. Scripted: ``state.hold_batches`` (cleared: batches stay
+``in_progress`` until it is set), ``state.expire_after`` (a batch runs that many lines, then expires;
+the rest go to the error file as ``batch_expired``), ``state.fail_batches`` (validation fails with that
+message). Per-text faults (``inject_for``) reach batch lines: a ``status`` fault puts the line in the
+error file with that status, ``missing`` leaves it out of both files, ``empty`` / ``no_usage`` alter its
+body. Faults from ``inject`` go to the next Files / Batches HTTP call instead. ``state.uploads`` and
+``state.batch_creates`` count what clients submitted.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from typing import Any, Literal
 
 from shepherd_bench.backends.base import Backend, GenRequest, Message
 
-FaultKind = Literal["status", "reset", "delay", "malformed", "no_usage", "empty"]
+FaultKind = Literal["status", "reset", "delay", "malformed", "no_usage", "empty", "missing"]
 
 
 @dataclass(frozen=True)
@@ -88,14 +99,25 @@ class ServerState:
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    files: dict[str, bytes] = field(default_factory=dict)
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    uploads: list[str] = field(default_factory=list)  # file ids, in upload order
+    batch_creates: list[dict[str, Any]] = field(default_factory=list)  # create bodies
+    batch_lines: list[dict[str, Any]] = field(default_factory=list)  # every line a batch ran
+    hold_batches: threading.Event = field(default_factory=threading.Event)  # set: batches may finish
+    expire_after: int | None = None
+    fail_batches: str | None = None
 
-    def next_fault(self, body: dict[str, Any]) -> Fault | None:
+    def __post_init__(self) -> None:
+        self.hold_batches.set()
+
+    def next_fault(self, body: dict[str, Any], *, per_text_only: bool = False) -> Fault | None:
         last = str((body.get("messages") or [{}])[-1].get("content", ""))
         with self.lock:
             for text, queue in self.faults_for.items():
                 if queue and text in last:
                     return queue.popleft()
-            return self.faults.popleft() if self.faults else None
+            return self.faults.popleft() if self.faults and not per_text_only else None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -105,13 +127,34 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
-    def do_POST(self) -> None:
+    def _authorized(self) -> bool:
         st = self.server.state
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         auth = str(self.headers.get("Authorization") or "")
         if st.api_key and auth != f"Bearer {st.api_key}":  # echoes the key it got, as some real servers do
             msg = f"Incorrect API key provided: {auth.removeprefix('Bearer ')}"
-            return self._json(401, {"error": {"message": msg, "type": "invalid_request_error"}})
+            self._json(401, {"error": {"message": msg, "type": "invalid_request_error"}})
+            return False
+        return True
+
+    def do_GET(self) -> None:
+        if not self._authorized() or self._transport_fault():
+            return
+        parts = self.path.strip("/").split("/")
+        if parts[:2] == ["v1", "batches"] and len(parts) == 3:
+            return self._batch_object(parts[2])
+        if parts[:2] == ["v1", "files"] and len(parts) == 4 and parts[3] == "content":
+            return self._file_content(parts[2])
+        self._json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def do_POST(self) -> None:
+        st = self.server.state
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self._authorized():
+            return
+        if self.path.rstrip("/") in ("/v1/files", "/v1/batches"):
+            if not self._transport_fault():
+                self._upload(raw) if self.path.rstrip("/") == "/v1/files" else self._create_batch(raw)
+            return
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             return self._json(404, {"error": {"message": f"no route {self.path}"}})
         body = json.loads(raw)
@@ -150,12 +193,77 @@ class _Handler(BaseHTTPRequestHandler):
         with st.lock:
             st.completed.append((time.monotonic(), body))
 
+    def _transport_fault(self) -> bool:
+        """Apply the next ``inject`` fault to a Files / Batches call; True when it answered the call."""
+        st = self.server.state
+        with st.lock:
+            fault = st.faults.popleft() if st.faults else None
+        if fault and fault.kind == "delay":
+            time.sleep(fault.delay_s)
+        if fault and fault.kind == "reset":
+            self._reset()
+            return True
+        if fault and fault.kind == "status":
+            headers = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
+            self._json(fault.status, {"error": {"message": f"injected {fault.status}"}}, headers)
+            return True
+        if fault and fault.kind == "malformed":
+            self._send(200, b'{"id": "x", ', {})
+            return True
+        return False
+
+    def _upload(self, raw: bytes) -> None:
+        st = self.server.state
+        fields = _multipart(str(self.headers.get("Content-Type") or ""), raw)
+        if fields.get("purpose") != b"batch" or "file" not in fields:
+            return self._json(400, {"error": {"message": "expected multipart fields purpose=batch and file"}})
+        with st.lock:
+            file_id = f"file-{len(st.files) + 1}"
+            st.files[file_id] = fields["file"]
+            st.uploads.append(file_id)
+        self._json(200, {"id": file_id, "object": "file", "bytes": len(fields["file"]), "purpose": "batch",
+                         "created_at": int(time.time()), "filename": "input.jsonl"})
+
+    def _create_batch(self, raw: bytes) -> None:
+        st = self.server.state
+        body = json.loads(raw)
+        if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
+            return self._json(400, {"error": {"message": f"unsupported endpoint or window: {body}"}})
+        with st.lock:
+            if body.get("input_file_id") not in st.files:
+                return self._json(404, {"error": {"message": f"no file {body.get('input_file_id')}"}})
+            st.batch_creates.append(body)
+            batch = {"id": f"batch_{len(st.batches) + 1}", "object": "batch", "endpoint": body["endpoint"],
+                     "errors": None, "input_file_id": body["input_file_id"], "completion_window": "24h",
+                     "status": "validating", "output_file_id": None, "error_file_id": None,
+                     "created_at": int(time.time()), "request_counts": {"total": 0, "completed": 0, "failed": 0}}
+            st.batches[batch["id"]] = batch
+            answer = dict(batch)
+        threading.Thread(target=_run_batch, args=(st, batch["id"]), daemon=True).start()
+        self._json(200, answer)
+
+    def _batch_object(self, batch_id: str) -> None:
+        st = self.server.state
+        with st.lock:
+            batch = json.loads(json.dumps(st.batches.get(batch_id)))
+        if batch is None:
+            return self._json(404, {"error": {"message": f"No batch found with id '{batch_id}'."}})
+        self._json(200, batch)
+
+    def _file_content(self, file_id: str) -> None:
+        st = self.server.state
+        with st.lock:
+            data = st.files.get(file_id)
+        if data is None:
+            return self._json(404, {"error": {"message": f"No such File object: {file_id}"}})
+        self._send(200, data, {}, content_type="application/jsonl")
+
     def _json(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), headers or {})
 
-    def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+    def _send(self, status: int, data: bytes, headers: dict[str, str], content_type: str = "application/json") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for k, v in headers.items():
             self.send_header(k, v)
@@ -166,6 +274,93 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         self.connection.close()
+
+
+def _multipart(content_type: str, raw: bytes) -> dict[str, bytes]:
+    """The fields of a multipart/form-data body, by name."""
+    from email import policy
+    from email.parser import BytesParser
+
+    msg = BytesParser(policy=policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    out: dict[str, bytes] = {}
+    for part in msg.iter_parts():  # type: ignore[attr-defined]
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if name:
+            out[str(name)] = payload if isinstance(payload, bytes) else b""
+    return out
+
+
+def _batch_line_error(lines: list[dict[str, Any]]) -> str | None:
+    """Why OpenAI would fail the batch at validation, if it would."""
+    seen: set[str] = set()
+    for n, line in enumerate(lines, 1):
+        if line.get("method") != "POST" or line.get("url") != "/v1/chat/completions":
+            return f"line {n}: method must be POST and url /v1/chat/completions"
+        if not isinstance(line.get("body"), dict) or not isinstance(line.get("custom_id"), str):
+            return f"line {n}: body and custom_id are required"
+        if line["custom_id"] in seen:
+            return f"line {n}: duplicate custom_id {line['custom_id']}"
+        seen.add(line["custom_id"])
+    return None
+
+
+def _run_batch(st: ServerState, batch_id: str) -> None:
+    """Run a created batch's lines through the generator; files and status as OpenAI leaves them."""
+    with st.lock:
+        batch = st.batches[batch_id]
+        lines = [json.loads(x) for x in st.files[batch["input_file_id"]].decode().splitlines() if x.strip()]
+        failure = st.fail_batches or _batch_line_error(lines)
+        batch["request_counts"]["total"] = len(lines)
+        if failure:
+            batch.update(status="failed", errors={"object": "list", "data": [
+                {"code": "invalid_request", "message": failure, "line": None}]}, failed_at=int(time.time()))
+            return
+        batch.update(status="in_progress", in_progress_at=int(time.time()))
+    st.hold_batches.wait()
+    out: list[dict[str, Any]] = []
+    err: list[dict[str, Any]] = []
+    for n, line in enumerate(lines):
+        result = _batch_line(st, n, line, expired=st.expire_after is not None and n >= st.expire_after)
+        if result is not None:
+            (out if (result["response"] or {}).get("status_code") == 200 else err).append(result)
+    with st.lock:
+        for name, rows in (("output_file_id", out), ("error_file_id", err)):
+            if rows:
+                file_id = f"file-{len(st.files) + 1}"
+                st.files[file_id] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                batch[name] = file_id
+        expired = st.expire_after is not None and st.expire_after < len(lines)
+        batch["request_counts"].update(completed=len(out), failed=len(err))
+        batch.update(status="expired" if expired else "completed", **{
+            "expired_at" if expired else "completed_at": int(time.time())})
+
+
+def _batch_line(st: ServerState, n: int, line: dict[str, Any], *, expired: bool) -> dict[str, Any] | None:
+    """One line's entry in the output or error file (``None``: left out of both)."""
+    head = {"id": f"batch_req_{n}", "custom_id": line["custom_id"]}
+    if expired:
+        msg = "This request could not be executed before the completion window expired."
+        return {**head, "response": None, "error": {"code": "batch_expired", "message": msg}}
+    body = line["body"]
+    with st.lock:
+        st.batch_lines.append(body)
+    fault = st.next_fault(body, per_text_only=True)
+    if fault and fault.kind == "missing":
+        return None
+    if fault and fault.kind == "status":
+        error = {"error": {"message": f"injected {fault.status}", "type": "server_error"}}
+        return {**head, "response": {"status_code": fault.status, "request_id": f"req_{n}", "body": error},
+                "error": None}
+    try:
+        comp = st.generate(body)
+    except Exception as e:
+        error = {"error": {"message": f"generation failed: {e}", "type": "server_error"}}
+        return {**head, "response": {"status_code": 500, "request_id": f"req_{n}", "body": error}, "error": None}
+    if fault and fault.kind == "empty":
+        comp = Completion("", comp.prompt_tokens, comp.completion_tokens, comp.cached_tokens, "length")
+    resp = _chat_response(body, comp, with_usage=not (fault and fault.kind == "no_usage"))
+    return {**head, "response": {"status_code": 200, "request_id": f"req_{n}", "body": resp}, "error": None}
 
 
 def _chat_response(body: dict[str, Any], c: Completion, *, with_usage: bool) -> dict[str, Any]:
@@ -234,6 +429,12 @@ class OpenAILoopbackServer:
             self.state.completed.clear()
             self.state.reject_max_completion_tokens = False
             self.state.max_in_flight = 0
+            for store in (self.state.files, self.state.batches):
+                store.clear()
+            for log in (self.state.uploads, self.state.batch_creates, self.state.batch_lines):
+                log.clear()
+            self.state.expire_after = self.state.fail_batches = None
+        self.state.hold_batches.set()
 
     def __enter__(self) -> OpenAILoopbackServer:
         self._thread.start()

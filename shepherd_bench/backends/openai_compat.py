@@ -11,6 +11,10 @@ timeouts and truncated or malformed bodies are retried up to ``max_retries`` tim
 to 25% jitter; ``x-should-retry`` overrides. Errors are named as the SDK names them
 (``RateLimitError (HTTP 429): ...``, ``APIConnectionError``, ``APITimeoutError``).
 
+The Batch API backend (:mod:`.openai_batch`) builds on the same pieces: request bodies (``_chat_body``),
+reply parsing (``reply_result``), HTTP calls with these error names and retries (``send``,
+``with_retries``) and the key handling.
+
 Each result is handed to an optional ``on_result(index, result)`` callback as soon as it arrives (the
 cache stores it at once, so a killed run never pays twice for a finished call). Usage comes from the
 response; a response without usage or with empty content is an error (never graded, never retried: an
@@ -39,7 +43,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -88,6 +92,11 @@ class OpenAICompatBackend:
     def __init__(self, model: str, settings: OpenAISettings | None = None) -> None:
         self.model = model
         self.settings = settings or OpenAISettings()
+        self._key = self._load_key()
+        self._state = _State()
+        self._lock = threading.Lock()
+
+    def _load_key(self) -> str:
         if not self.settings.api_key_env.isidentifier():  # e.g. the key itself was passed: never echo it
             raise ConfigError("api_key_env must name an environment variable (e.g. api_key_env=MY_API_KEY), "
                               "not hold the key itself; export the key in that variable")
@@ -97,9 +106,7 @@ class OpenAICompatBackend:
                 f"environment variable {self.settings.api_key_env} is not set; export it with your API key "
                 f"(any non-empty value for a local server), or name another variable with api_key_env"
             )
-        self._key = key
-        self._state = _State()
-        self._lock = threading.Lock()
+        return key
 
     @property
     def identity(self) -> BackendIdentity:
@@ -121,17 +128,12 @@ class OpenAICompatBackend:
 
     async def _agenerate(self, requests: list[GenRequest], progress: bool,
                          on_result: ResultSink | None) -> list[GenResult]:
-        import aiohttp
         from tqdm import tqdm
 
         s = self.settings
         sem = asyncio.Semaphore(max(1, s.concurrency))
         bar = tqdm(total=len(requests), desc=f"openai {self.model}", disable=not progress, unit="req")
-        headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json",
-                   "User-Agent": f"shepherd-bench/{__version__}"}
-        connector = aiohttp.TCPConnector(limit=max(1, s.concurrency))
-        session = aiohttp.ClientSession(headers=headers, connector=connector, trust_env=True,
-                                        timeout=aiohttp.ClientTimeout(total=s.timeout_s))
+        session = self._session({"Content-Type": "application/json"})
 
         async def one(i: int, r: GenRequest) -> GenResult:
             async with sem:
@@ -151,51 +153,41 @@ class OpenAICompatBackend:
         t0 = time.perf_counter()
         flavour = self.settings.flavour()
         body = _chat_body(self.model, request, flavour)
-        retries = max(0, self.settings.max_retries)
-        attempt = 0
-        while True:
-            tokens_key = "max_tokens" if self._state.use_max_tokens else "max_completion_tokens"
-            try:
-                resp = await self._post(session, {**body, tokens_key: request.max_tokens})
-                res = _parse_chat(resp, request, time.perf_counter() - t0)
-                if request.prefix and flavour == "openai":
-                    res.prefix_mode = "instructed"
-                return res
-            except APIError as e:
-                if e.status == 400 and tokens_key == "max_completion_tokens" and "max_completion_tokens" in e.message:
-                    self._fall_back_to_max_tokens()  # a protocol adaptation, not a retry
-                    continue
-                failure: Exception = e
-                wait = e.retry_after
-            except ValueError as e:  # a truncated or malformed body
-                failure, wait = APIError("APIResponseValidationError", None, f"malformed response: {e}", True), None
-            if not getattr(failure, "retryable", False) or attempt >= retries:
-                note = f" (after {attempt + 1} attempts)" if attempt else ""
-                return GenResult(text="", error=self._scrub(_describe(failure) + note),
-                                 latency_s=time.perf_counter() - t0)
-            await asyncio.sleep(wait if wait is not None and 0 < wait <= 60 else _backoff(attempt))
-            attempt += 1
+
+        async def call() -> GenResult:
+            while True:
+                tokens_key = "max_tokens" if self._state.use_max_tokens else "max_completion_tokens"
+                try:
+                    resp = await self._post(session, {**body, tokens_key: request.max_tokens})
+                    return reply_result(resp, request, flavour, time.perf_counter() - t0)
+                except APIError as e:
+                    if e.status == 400 and tokens_key == "max_completion_tokens" and "max_completion_tokens" in e.message:
+                        self._fall_back_to_max_tokens()  # a protocol adaptation, not a retry
+                        continue
+                    raise
+
+        try:
+            return await with_retries(call, max(0, self.settings.max_retries))
+        except APIError as e:
+            return GenResult(text="", error=self._scrub(_describe(e)), latency_s=time.perf_counter() - t0)
+
+    def _session(self, headers: dict[str, str] | None = None) -> Any:
+        """An aiohttp session that sends the key, bounded to ``concurrency`` connections."""
+        import aiohttp
+
+        s = self.settings
+        headers = {"Authorization": f"Bearer {self._key}", "User-Agent": f"shepherd-bench/{__version__}",
+                   **(headers or {})}
+        connector = aiohttp.TCPConnector(limit=max(1, s.concurrency))
+        return aiohttp.ClientSession(headers=headers, connector=connector, trust_env=True,
+                                     timeout=aiohttp.ClientTimeout(total=s.timeout_s))
+
+    def _url(self, path: str) -> str:
+        return (self.settings.base_url or DEFAULT_BASE_URL).rstrip("/") + path
 
     async def _post(self, session: Any, body: dict[str, Any]) -> dict[str, Any]:
         """One POST /chat/completions; the parsed JSON object, or ``APIError`` / ``ValueError`` (bad body)."""
-        import aiohttp
-
-        url = (self.settings.base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
-        try:
-            async with session.post(url, data=json.dumps(body)) as r:
-                text = await r.text()
-                status, headers = r.status, r.headers
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            raise APIError("APITimeoutError", None, "Request timed out.", True) from None
-        except aiohttp.ClientError as e:
-            raise APIError("APIConnectionError", None, f"Connection error: {type(e).__name__}: {e}", True) from None
-        if status >= 400:
-            raise APIError(_STATUS_ERRORS.get(status, "InternalServerError" if status >= 500 else "APIStatusError"),
-                           status, _error_message(text), _should_retry(status, headers), _retry_after(headers))
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-        return data
+        return json_object(await send(session, "POST", self._url("/chat/completions"), data=json.dumps(body)))
 
     def _fall_back_to_max_tokens(self) -> None:
         with self._lock:
@@ -217,6 +209,56 @@ class APIError(Exception):
         super().__init__(message)
         self.name, self.status, self.message = name, status, message
         self.retryable, self.retry_after = retryable, retry_after
+
+
+async def send(session: Any, method: str, url: str, **kw: Any) -> str:
+    """One HTTP request; the response text, or ``APIError`` named as the SDK names it."""
+    import aiohttp
+
+    try:
+        async with session.request(method, url, **kw) as r:
+            text = await r.text()
+            status, headers = r.status, r.headers
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        raise APIError("APITimeoutError", None, "Request timed out.", True) from None
+    except aiohttp.ClientError as e:
+        raise APIError("APIConnectionError", None, f"Connection error: {type(e).__name__}: {e}", True) from None
+    if status >= 400:
+        raise APIError(status_name(status), status, _error_message(text), _should_retry(status, headers),
+                       _retry_after(headers))
+    return str(text)
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A response body that must be a JSON object; ``ValueError`` otherwise."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], retries: int) -> T:
+    """``await call()``, retried as the SDK retries (retryable ``APIError``, a malformed body) up to
+    ``retries`` times; the last failure is raised as an ``APIError``."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except APIError as e:
+            failure, wait = e, e.retry_after
+        except ValueError as e:
+            failure, wait = APIError("APIResponseValidationError", None, f"malformed response: {e}", True), None
+        if not failure.retryable or attempt >= retries:
+            if attempt:
+                failure.message += f" (after {attempt + 1} attempts)"
+            raise failure
+        await asyncio.sleep(wait if wait is not None and 0 < wait <= 60 else _backoff(attempt))
+        attempt += 1
+
+
+def status_name(status: int) -> str:
+    """The SDK's error class for an HTTP status (``RateLimitError`` for 429, ...)."""
+    return _STATUS_ERRORS.get(status, "InternalServerError" if status >= 500 else "APIStatusError")
 
 
 def _should_retry(status: int, headers: Any) -> bool:
@@ -294,6 +336,15 @@ def _chat_body(model: str, request: GenRequest, flavour: Server) -> dict[str, An
     if request.logprobs:
         body["logprobs"] = True
     return body
+
+
+def reply_result(resp: dict[str, Any], request: GenRequest, flavour: Server, latency: float) -> GenResult:
+    """A chat-completions response as a result; a prefix the ``openai`` flavour asked for in the user
+    turn is marked ``instructed``."""
+    res = _parse_chat(resp, request, latency)
+    if request.prefix and flavour == "openai":
+        res.prefix_mode = "instructed"
+    return res
 
 
 def _parse_chat(resp: dict[str, Any], request: GenRequest, latency: float) -> GenResult:
