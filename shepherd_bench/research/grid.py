@@ -19,6 +19,10 @@ Storage, one folder per grid: ``manifest.json`` (configuration, fingerprint, dat
 ``grid.jsonl`` (one tidy row per query x level x sample). Appends are per level, so a killed grid
 resumes at the first missing (query, level). ``load_grid(path)`` gives a pandas DataFrame.
 
+Built in slices (``--shard I/N``: the queries at positions I mod N, each slice a grid folder under
+``<grid>/shards/``; ``--shards N [--ray]`` builds them all, as Ray tasks with ``--ray``), a grid is merged
+(``merge_shards``) into what one process writes, row for row; docs/SCALE.md.
+
 ``--early-stop`` builds predictor labels cheaply: a query stops at the first level at which every sample
 succeeds. Later levels are then missing, so such a grid is NOT suitable for fixed-level curves (replay
 refuses fixed policies on it).
@@ -30,6 +34,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -40,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..backends.base import GenRequest, GenResult
 from ..config import ConfigError, ModelConfig, RunConfig
 from ..store import RunStore
+from .ray_pool import RayOptions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -187,6 +193,14 @@ class GridStore:
     def append(self, path: Path, records: list[dict[str, Any]]) -> None:
         self._jsonl(path).append(records)
 
+    def write(self, path: Path, records: list[dict[str, Any]]) -> None:
+        """Replace ``path`` by ``records``, written as ``append`` writes them, then renamed into place."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        self.append(tmp, records)
+        tmp.touch()
+        os.replace(tmp, path)
+
     def llm_answers(self) -> dict[str, dict[str, Any]]:
         return {r["query_id"]: r for r in self.read(self.llm_path)}
 
@@ -294,8 +308,12 @@ class GridStats:
     slm_calls: int = 0  # batched generate calls to the SLM (one per level per chunk)
     slm_requests: int = 0
     rows_written: int = 0
+    cached_requests: int = 0  # prompts (LLM and SLM) answered by the generation cache, no model call
     llm_errors: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+
+
+Done = dict[tuple[str, float], list[dict[str, Any]]]  # stored rows by (query, level), complete groups only
 
 
 @dataclass
@@ -305,7 +323,7 @@ class _Chunk:
     docs: list[Doc]
     queries: dict[str, Query]
     llm: dict[str, dict[str, Any]]
-    done: dict[tuple[str, float], list[dict[str, Any]]]
+    done: Done
     full_scores: dict[str, Score] = field(default_factory=dict)
 
 
@@ -337,7 +355,7 @@ def _token_levels(spec: GridSpec, chunk: _Chunk) -> list[float]:
     return sorted(levels)
 
 
-def _done_groups(rows: Iterable[dict[str, Any]], samples: int) -> dict[tuple[str, float], list[dict[str, Any]]]:
+def _done_groups(rows: Iterable[dict[str, Any]], samples: int) -> Done:
     groups: dict[tuple[str, float], dict[int, dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["query_id"], float(r["level"])), {})[int(r["sample"])] = r
@@ -357,6 +375,7 @@ def _ensure_llm(task: Task, chunk: _Chunk, models: ModelPair, store: GridStore, 
     reqs = [chunk.queries[d.id].request(logprobs=True) for d in missing]
     results = models.large.generate(reqs, progress=progress)
     stats.llm_calls += 1
+    stats.cached_requests += sum(r.cached for r in results)
     fresh = []
     for d, res in zip(missing, results, strict=True):
         if not res.ok:
@@ -367,14 +386,24 @@ def _ensure_llm(task: Task, chunk: _Chunk, models: ModelPair, store: GridStore, 
     chunk.llm.update({r["query_id"]: r for r in fresh})
 
 
-def _stopped(chunk: _Chunk, qid: str, level: float, spec: GridSpec) -> bool:
+def _stopped(done: Done, qid: str, level: float, spec: GridSpec) -> bool:
     """Early stop: an earlier level of this query succeeded for every sample."""
     if not spec.early_stop:
         return False
-    for (q, lv), rows in chunk.done.items():
+    for (q, lv), rows in done.items():
         if q == qid and lv < level and rows and all(r["correct"] for r in rows):
             return True
     return False
+
+
+def _todo(qid: str, level: float, llm: dict[str, Any] | None, done: Done, spec: GridSpec) -> int | None:
+    """The hint size still to measure at ``(qid, level)``; None when there is nothing to do there (no
+    LLM answer yet, a level the query does not have, already stored, or early-stopped)."""
+    if llm is None or (qid, level) in done or level not in query_levels(spec, llm):
+        return None
+    if _stopped(done, qid, level, spec):
+        return None
+    return hint_size(level, spec.kind, int(llm["output_tokens"]))
 
 
 def _run_level(task: Task, chunk: _Chunk, level: float, models: ModelPair, spec: GridSpec,
@@ -383,11 +412,9 @@ def _run_level(task: Task, chunk: _Chunk, level: float, models: ModelPair, spec:
     slm_todo: list[tuple[Doc, int, int]] = []  # (doc, k, sample)
     for d in chunk.docs:
         llm = chunk.llm.get(d.id)
-        if llm is None or (d.id, level) in chunk.done or level not in query_levels(spec, llm):
+        k = _todo(d.id, level, llm, chunk.done, spec)
+        if llm is None or k is None:
             continue
-        if _stopped(chunk, d.id, level, spec):
-            continue
-        k = hint_size(level, spec.kind, int(llm["output_tokens"]))
         if is_full(level, k, int(llm["output_tokens"])):
             full_todo.append(d)
         else:
@@ -419,6 +446,7 @@ def _slm_rows(task: Task, chunk: _Chunk, level: float, todo: list[tuple[Doc, int
     results = models.small.generate(reqs, progress=progress)  # ONE batched call per level
     stats.slm_calls += 1
     stats.slm_requests += len(reqs)
+    stats.cached_requests += sum(r.cached for r in results)
     ok = [i for i, r in enumerate(results) if r.ok]
     answers = [chunk.queries[todo[i][0].id].complete(hints[i] + results[i].text) for i in ok]
     scores = task.score([todo[i][0] for i in ok], answers, workers=workers)
@@ -435,6 +463,14 @@ def grid_dir(path: Path) -> Path:
     if not (root / GRID_FILE).exists() and not (root / (GRID_FILE + ".gz")).exists():
         raise GridError(f"no {GRID_FILE} in {root}; build one with `shepherd-bench grid --task T --out {root}`")
     return root
+
+
+def latest_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (query, level, sample): an interrupted level's duplicates, the last one wins."""
+    last: dict[tuple[str, float, int], dict[str, Any]] = {}
+    for r in rows:
+        last[(str(r["query_id"]), float(r["level"]), int(r["sample"]))] = r
+    return list(last.values())
 
 
 def load_manifest(path: Path) -> dict[str, Any]:
@@ -508,10 +544,7 @@ def export_grid(src: Path, dest: Path) -> list[Path]:
     store = GridStore(root)
     dest.mkdir(parents=True, exist_ok=True)
     llm = [{k: v for k, v in r.items() if k not in PUBLISHED_DROP} for r in store.llm_answers().values()]
-    last: dict[tuple[str, float, int], dict[str, Any]] = {}  # an interrupted level's duplicates: last wins
-    for r in store.rows():
-        last[(str(r["query_id"]), float(r["level"]), int(r["sample"]))] = r
-    rows = list(last.values())
+    rows = latest_rows(store.rows())
     files = {LLM_FILE + ".gz": llm, GRID_FILE + ".gz": rows}
     digests = {}
     for name, records in files.items():
@@ -530,6 +563,219 @@ def export_grid(src: Path, dest: Path) -> list[Path]:
 def _plain(r: dict[str, Any]) -> dict[str, Any]:
     """JSON-ready values (NaN as null)."""
     return {k: None if isinstance(v, float) and v != v else v for k, v in r.items()}
+
+
+# --- shards -------------------------------------------------------------------------------------------
+# A grid built in slices (``--shard I/N``, or all N of them with ``--shards N``, on Ray with ``--ray``):
+# slice I holds the queries whose position in the selection is I mod N, in a grid folder of its own,
+# ``<out>/shards/I-of-N/``; ``merge_shards`` writes the grid the one-process command writes, row for row.
+
+SHARDS_DIR = "shards"
+SHARD_RULE = "query position in the selection mod count"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Slice ``index`` of ``count``: every ``count``-th query of the selection (after --subset and
+    --limit), starting at ``index``. A query keeps its slice when --limit grows."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise GridError(f"slice {self.index}/{self.count}: want I/N with 0 <= I < N, e.g. --shard 0/4")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        index, sep, count = text.partition("/")
+        try:
+            if sep:
+                return cls(int(index), int(count))
+        except ValueError:
+            pass
+        raise GridError(f"--shard {text!r}: want I/N, slice I of N (e.g. --shard 0/4 ... --shard 3/4)")
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def take(self, items: list[Any]) -> list[Any]:
+        return items[self.index :: self.count]
+
+    def position(self, local: int) -> int:
+        """Position in the whole selection of this slice's ``local``-th query."""
+        return local * self.count + self.index
+
+    def folder(self, root: Path) -> Path:
+        return root / SHARDS_DIR / f"{self.index}-of-{self.count}"
+
+
+def shard_manifest(manifest: dict[str, Any], shard: Shard, query_ids: list[str]) -> dict[str, Any]:
+    """A slice's manifest: the grid's, for the slice's queries, with the slice and its query ids."""
+    mine = shard.take(query_ids)
+    return {**manifest, "n_queries": len(mine),
+            "shard": {"index": shard.index, "count": shard.count, "rule": SHARD_RULE,
+                      "of_queries": len(query_ids), "query_ids": mine, "finished": False}}
+
+
+def mark_shard_finished(store: GridStore) -> None:
+    """The slice's build ran to its end (queries whose LLM call failed are skipped, as in one process)."""
+    from ..store import write_json_atomic
+
+    manifest = json.loads(store.manifest_path.read_text())
+    manifest["shard"]["finished"] = True
+    write_json_atomic(store.manifest_path, manifest)
+
+
+def pending_cells(spec: GridSpec, query_ids: list[str], store: GridStore) -> list[str]:
+    """The (query, level) cells a build of ``query_ids`` would still measure in ``store`` (queries
+    without an LLM answer are not counted: a build skips those whose LLM call failed)."""
+    llm = store.llm_answers()
+    by_query: dict[str, Done] = {}
+    for (q, lv), rows in _done_groups(store.rows(), spec.samples).items():
+        by_query.setdefault(q, {})[(q, lv)] = rows
+    return [f"{q} level {lv:g}" for q in query_ids if q in llm for lv in query_levels(spec, llm[q])
+            if _todo(q, lv, llm[q], by_query.get(q, {}), spec) is not None]
+
+
+def row_order(position: int, row: dict[str, Any], step: int) -> tuple[int, float, bool, int, int]:
+    """Where ``build_grid`` writes a row: by chunk of ``step`` queries, level, LLM-answer rows before
+    SLM rows, query position, sample."""
+    return position // step, float(row["level"]), not row["full"], position, int(row["sample"])
+
+
+@dataclass
+class MergeStats:
+    root: Path
+    shards: int
+    queries: int
+    rows: int
+    skipped: list[str] = field(default_factory=list)  # queries without an LLM answer (its call failed)
+
+
+def merge_shards(root: Path, cfg: GridConfig, count: int | None = None) -> MergeStats:
+    """Write the grid of the finished slices under ``root/shards/`` into ``root``: the rows and LLM
+    answers in the order the one-process build (same ``batch_size``) writes them, and its manifest
+    (``argv`` and ``created`` are the merge's; ``sharded`` says how it was built)."""
+    slices = _shard_stores(root, count)
+    manifests = [_shard_ready(shard, store, cfg) for shard, store in slices]
+    totals = {int(m["shard"]["of_queries"]) for m in manifests}
+    if len(totals) > 1:
+        raise GridError(f"the slices under {root / SHARDS_DIR} cover different selections ({sorted(totals)} "
+                        f"queries): build every slice with the same --limit / --subset, then merge")
+    step = cfg.batch_size if cfg.batch_size > 0 else max(totals.pop(), 1)
+    answers: list[tuple[int, dict[str, Any]]] = []
+    rows: list[tuple[tuple[int, float, bool, int, int], dict[str, Any]]] = []
+    skipped: list[str] = []
+    for (shard, store), manifest in zip(slices, manifests, strict=True):
+        position = {q: shard.position(i) for i, q in enumerate(manifest["shard"]["query_ids"])}
+        llm = store.llm_answers()
+        answers += [(p, llm[q]) for q, p in position.items() if q in llm]
+        skipped += [q for q in position if q not in llm]
+        rows += [(row_order(position[r["query_id"]], r, step), r) for r in latest_rows(store.rows())
+                 if r["query_id"] in position]
+    _check_merge_target(root, cfg.fingerprint())
+    out = GridStore(root)
+    out.write(out.llm_path, [r for _, r in sorted(answers, key=lambda x: x[0])])
+    out.write(out.grid_path, [r for _, r in sorted(rows, key=lambda x: x[0])])
+    from ..store import write_json_atomic
+
+    write_json_atomic(out.manifest_path, merged_manifest(manifests))
+    return MergeStats(root, len(slices), len(answers), len(rows), sorted(skipped))
+
+
+def merged_manifest(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one-process grid's manifest from its slices' (identities must agree where recorded)."""
+    from datetime import datetime, timezone
+
+    from ..runner import _redacted_argv
+
+    merged = {k: v for k, v in manifests[0].items() if k not in ("shard", "resumed")}
+    merged["n_queries"] = int(manifests[0]["shard"]["of_queries"])
+    for role in ("slm", "llm"):
+        found = {json.dumps(m[role]["identity"], sort_keys=True) for m in manifests if "identity" in m[role]}
+        if len(found) > 1:
+            raise GridError(f"the slices were built with different {role.upper()} models or weights "
+                            f"(manifest.json -> {role}.identity differs); rebuild them with the same model")
+        if found:
+            merged[role] = {**merged[role], "identity": json.loads(found.pop())}
+        else:
+            merged[role] = {k: v for k, v in merged[role].items() if k != "identity"}
+    merged.update(argv=_redacted_argv(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  sharded={"count": len(manifests), "rule": SHARD_RULE})
+    return merged
+
+
+def _shard_stores(root: Path, count: int | None) -> list[tuple[Shard, GridStore]]:
+    base = root / SHARDS_DIR
+    found: dict[int, set[int]] = {}
+    for p in sorted(base.glob("*-of-*")) if base.is_dir() else []:
+        index, _, n = p.name.partition("-of-")
+        if index.isdigit() and n.isdigit() and (p / "manifest.json").exists():
+            found.setdefault(int(n), set()).add(int(index))
+    if count is None:
+        if len(found) != 1:
+            raise GridError(f"{base}: " + (f"slices of {sorted(found)} shards; merge one with --shards N"
+                                           if found else "no slices; build them with --shard I/N first"))
+        count = next(iter(found))
+    missing = sorted(set(range(count)) - found.get(count, set()))
+    if missing:
+        raise GridError(f"{base}: slice(s) {', '.join(f'{i}/{count}' for i in missing)} not built yet; run the "
+                        f"same command with --shard {missing[0]}/{count}, then merge")
+    return [(s, GridStore(s.folder(root))) for s in (Shard(i, count) for i in range(count))]
+
+
+def _shard_ready(shard: Shard, store: GridStore, cfg: GridConfig) -> dict[str, Any]:
+    """The slice's manifest, once it is known to be this grid's and finished."""
+    manifest: dict[str, Any] = json.loads(store.manifest_path.read_text())
+    if manifest.get("fingerprint") != cfg.fingerprint():
+        raise GridError(f"{store.root} was built with another configuration (fingerprint "
+                        f"{manifest.get('fingerprint')} != {cfg.fingerprint()}); merge with the command that "
+                        f"built the slices")
+    info = manifest.get("shard") or {}
+    todo = pending_cells(cfg.spec, list(info.get("query_ids", [])), store)
+    if not info.get("finished") or todo:
+        left = f" ({len(todo)} cells left, e.g. {todo[0]})" if todo else ""
+        raise GridError(f"slice {shard} is not finished{left}; rerun the same command with --shard {shard} "
+                        f"to resume it, then merge")
+    return manifest
+
+
+def _check_merge_target(root: Path, fingerprint: str) -> None:
+    """The merged grid goes to ``root``: refuse a grid of another configuration or one built there in
+    one process (a merge replaces ``llm.jsonl`` and ``grid.jsonl``)."""
+    path = root / "manifest.json"
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    if old.get("fingerprint") != fingerprint:
+        raise GridError(f"{root} holds a grid with another configuration (fingerprint {old.get('fingerprint')} "
+                        f"!= {fingerprint}); pass another --out")
+    if "sharded" not in old and (GridStore(root).grid_path.exists() or GridStore(root).llm_path.exists()):
+        raise GridError(f"{root} holds a grid built in one process; a merge would replace it: pass another --out")
+
+
+def build_shard(cfg: GridConfig, out: Path | None, shard: Shard, cache_path: Path | None = None,
+                use_cache: bool = True, progress: bool = False) -> GridStats:
+    """Build (or resume) one slice; the function each Ray task runs."""
+    return execute_grid(cfg, out=out, shard=shard, cache_path=cache_path, use_cache=use_cache,
+                        progress=progress)[1]
+
+
+def build_shards(cfg: GridConfig, out: Path | None, count: int, *, ray: RayOptions | None = None,
+                 cache_path: Path | None = None, use_cache: bool = True,
+                 progress: bool = True) -> list[GridStats]:
+    """Every slice of ``count``: as Ray tasks (``ray``), else one after another in this process."""
+    calls = [(cfg, out, Shard(i, count), cache_path, use_cache) for i in range(count)]
+    if ray is None:
+        return [build_shard(*c, progress=progress) for c in calls]
+    from .ray_pool import run_on_ray
+
+    def done(i: int, stats: GridStats) -> None:
+        print(f"grid: slice {Shard(i, count)} done ({stats.rows_written} rows written, {stats.wall_s:.1f}s)",
+              file=sys.stderr)
+
+    return run_on_ray(build_shard, calls, ray, on_done=done if progress else None)
 
 
 # --- the command --------------------------------------------------------------------------------------
@@ -571,8 +817,11 @@ def grid_manifest(cfg: GridConfig, dataset: Any, n_docs: int) -> dict[str, Any]:
     }
 
 
-def execute_grid(cfg: GridConfig, *, out: Path | None = None, cache_path: Path | None = None,
-                 use_cache: bool = True, progress: bool = True) -> tuple[Path, GridStats]:
+def execute_grid(cfg: GridConfig, *, out: Path | None = None, shard: Shard | None = None,
+                 cache_path: Path | None = None, use_cache: bool = True,
+                 progress: bool = True) -> tuple[Path, GridStats]:
+    """Build (or resume) the grid in ``out``; with ``shard``, only that slice, in its own folder under
+    ``out/shards/``."""
     from ..backends.cache import GenerationCache, default_cache_path
     from ..runner import _record_identities, build_models
     from ..tasks import get_task
@@ -580,8 +829,11 @@ def execute_grid(cfg: GridConfig, *, out: Path | None = None, cache_path: Path |
     task = get_task(cfg.task)
     dataset = task.load(Path(cfg.data_dir) if cfg.data_dir else None)
     docs = select_docs(dataset.docs, cfg.limit, cfg.subset, cfg.spec.seed)
-    store = GridStore(out or cfg.default_dir())
     manifest = grid_manifest(cfg, dataset, len(docs))
+    store = GridStore(out or cfg.default_dir())
+    if shard is not None:
+        manifest = shard_manifest(manifest, shard, [d.id for d in docs])
+        docs, store = shard.take(docs), GridStore(shard.folder(store.root))
     store.open(manifest, cfg.fingerprint())
     cache = GenerationCache(cache_path or default_cache_path()) if use_cache else None
     models = build_models(cfg.run_config(), cache)
@@ -589,6 +841,8 @@ def execute_grid(cfg: GridConfig, *, out: Path | None = None, cache_path: Path |
         stats = build_grid(task, docs, models, cfg.spec, store, batch_size=cfg.batch_size,
                            workers=cfg.workers, progress=progress)
         _record_identities(RunStore(store.root), manifest, models)  # type: ignore[arg-type]
+        if shard is not None:
+            mark_shard_finished(store)
     finally:
         if cache is not None:
             cache.close()
@@ -634,10 +888,44 @@ def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--cache", type=Path, help="generation cache file (default: user cache dir)")
     add_model_args(g)
     add_data_args(g)
+    add_scale_args(g)
     return g  # type: ignore[no-any-return]
 
 
-def cmd_grid(args: argparse.Namespace) -> int:
+def add_scale_args(g: argparse.ArgumentParser) -> None:
+    s = g.add_argument_group("scale (docs/SCALE.md)")
+    s.add_argument("--shard", metavar="I/N", help="build only slice I of N: the queries whose position in the "
+                   "selection is I mod N, into <out>/shards/I-of-N/ (rerun to resume); then --merge")
+    s.add_argument("--shards", type=int, metavar="N", help="build all N slices (Ray tasks with --ray, else one "
+                   "after another here), then merge them into <out>")
+    s.add_argument("--merge", action="store_true", help="merge the finished slices under <out>/shards/ into "
+                   "<out>: the rows the one-process command (same --batch-size) writes, in its order")
+    s.add_argument("--ray", action="store_true", help="run the --shards N slices as Ray tasks, each with its "
+                   "own SLM engine and LLM client (pip install 'shepherd-bench[ray]')")
+    s.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join, e.g. auto or ray://head:10001 "
+                   "(default: $RAY_ADDRESS, else start a local cluster)")
+    s.add_argument("--ray-cpus", type=float, help="CPUs Ray reserves per slice (default 1; give "
+                   "llama.cpp as many threads: --slm-opt n_threads=...)")
+    s.add_argument("--ray-gpus", type=float, help="GPUs Ray reserves per slice (default 0; 1 for a "
+                   "vLLM SLM per GPU, T with --slm-opt tensor_parallel_size=T)")
+
+
+def scale_plan(args: argparse.Namespace) -> tuple[Shard | None, RayOptions | None]:
+    """The slice to build and the Ray options, once the scale flags are known to fit together."""
+    if args.shard and (args.shards or args.merge):
+        raise GridError("--shard I/N builds one slice; --shards N builds them all (then merges): give one")
+    if args.shards is not None and args.shards < 1:
+        raise GridError("--shards must be a positive number of slices")
+    if args.ray and not args.shards:
+        raise GridError("--ray runs the slices of --shards N as Ray tasks: add --shards N")
+    given = {k: v for k, v in (("num_cpus", args.ray_cpus), ("num_gpus", args.ray_gpus)) if v is not None}
+    if (args.ray_address or given) and not args.ray:
+        raise GridError("--ray-address / --ray-cpus / --ray-gpus go with --ray --shards N")
+    ray = RayOptions(address=args.ray_address, **given) if args.ray else None
+    return (Shard.parse(args.shard) if args.shard else None), ray
+
+
+def grid_config(args: argparse.Namespace) -> GridConfig:
     from ..cli_args import model_config
 
     for flag in ("limit", "subset"):
@@ -647,18 +935,45 @@ def cmd_grid(args: argparse.Namespace) -> int:
     levels, kind = parse_levels(args.levels, args.tokens)
     spec = GridSpec(levels=levels, kind=kind, samples=args.samples, temperature=args.temperature,
                     early_stop=args.early_stop, seed=args.seed)
-    cfg = GridConfig(task=args.task, slm=model_config(args.slm, args.slm_price, args.slm_opt, "small"),
-                     llm=model_config(args.llm, args.llm_price, args.llm_opt, "large"), spec=spec,
-                     limit=args.limit, subset=args.subset,
-                     data_dir=str(args.data_dir) if args.data_dir else None,
-                     batch_size=args.batch_size, workers=args.workers)
-    root, stats = execute_grid(cfg, out=args.out, cache_path=args.cache, use_cache=not args.no_cache)
+    return GridConfig(task=args.task, slm=model_config(args.slm, args.slm_price, args.slm_opt, "small"),
+                      llm=model_config(args.llm, args.llm_price, args.llm_opt, "large"), spec=spec,
+                      limit=args.limit, subset=args.subset,
+                      data_dir=str(args.data_dir) if args.data_dir else None,
+                      batch_size=args.batch_size, workers=args.workers)
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    shard, ray = scale_plan(args)
+    cfg = grid_config(args)
+    out = args.out or cfg.default_dir()
+    if args.shards or args.merge:
+        if args.shards:
+            for i, stats in enumerate(build_shards(cfg, out, args.shards, ray=ray, cache_path=args.cache,
+                                                   use_cache=not args.no_cache)):
+                _print_stats(Shard(i, args.shards).folder(out), cfg.spec, stats)
+        merged = merge_shards(out, cfg, args.shards)
+        print(f"merged       {merged.shards} slices: {merged.queries} queries, {merged.rows} rows -> {merged.root}")
+        if merged.skipped:
+            print(f"LLM errors   {len(merged.skipped)} queries without an LLM answer (rerun to retry): "
+                  f"{merged.skipped[:3]}")
+        print(f"next         shepherd-bench replay --grid {merged.root}")
+        return 0
+    root, stats = execute_grid(cfg, out=out, shard=shard, cache_path=args.cache, use_cache=not args.no_cache)
+    _print_stats(root, cfg.spec, stats)
+    if shard is not None:
+        print(f"next         the other slices (--shard I/{shard.count}), then the same command with --merge "
+              f"instead of --shard")
+    else:
+        print(f"next         shepherd-bench replay --grid {root}")
+    return 0
+
+
+def _print_stats(root: Path, spec: GridSpec, stats: GridStats) -> None:
     print(f"grid folder  {root}")
     print(f"queries      {stats.queries}  levels {', '.join(f'{x:g}' for x in spec.all_levels())} "
           f"({spec.kind})  samples {spec.samples}{'  early-stop' if spec.early_stop else ''}")
     print(f"calls        LLM {stats.llm_calls} batched; SLM {stats.slm_calls} batched "
-          f"({stats.slm_requests} prompts); rows written {stats.rows_written}; wall {stats.wall_s:.1f}s")
+          f"({stats.slm_requests} prompts); {stats.cached_requests} prompts from cache; "
+          f"rows written {stats.rows_written}; wall {stats.wall_s:.1f}s")
     if stats.llm_errors:
         print(f"LLM errors   {len(stats.llm_errors)} queries skipped (rerun to retry): {stats.llm_errors[:3]}")
-    print(f"next         shepherd-bench replay --grid {root}")
-    return 0
