@@ -25,7 +25,12 @@ class VLLMSettings:
     max_model_len: int = 8192
     dtype: str = "auto"
     enforce_eager: bool = False
+    # Parallelism, passed to vLLM's engine as is (--slm-opt tensor_parallel_size=2): GPUs per layer, stages
+    # across GPUs, and how the engine starts its GPU workers ("mp" processes or "ray"; None: vLLM picks).
+    # Data parallelism is a grid built in slices, one engine each (docs/SCALE.md), not an engine option.
     tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    distributed_executor_backend: str | None = None
     seed: int = 0
 
 
@@ -76,6 +81,8 @@ def _engine(model: str, settings: VLLMSettings) -> Any:
                 dtype=settings.dtype,
                 enforce_eager=settings.enforce_eager,
                 tensor_parallel_size=settings.tensor_parallel_size,
+                pipeline_parallel_size=settings.pipeline_parallel_size,
+                distributed_executor_backend=settings.distributed_executor_backend,
                 seed=settings.seed,
             )
         return _ENGINES[key]
