@@ -56,10 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--resamples", type=int, default=2000, help="paired-bootstrap resamples (default 2000)")
     rp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
 
-    lb = sub.add_parser("leaderboard", help="regenerate leaderboard/LEADERBOARD.md from committed results")
+    lb = sub.add_parser("leaderboard", help="regenerate leaderboard/LEADERBOARD.md, the replay reports and the plots by replaying the published grids")
     lb.add_argument("--root", type=Path, default=Path("leaderboard"),
-                    help="leaderboard folder with runs/, prices.json and notes.md (default leaderboard)")
-    lb.add_argument("--check", action="store_true", help="fail if the committed markdown or plots differ")
+                    help="leaderboard folder with leaderboard.yaml, grids/, prices.json and notes.md (default leaderboard)")
+    lb.add_argument("--check", action="store_true", help="regenerate in a scratch copy and fail if any generated file (markdown, replay reports, plots) differs")
 
     from .research.grid import add_grid_parser, add_publish_parser
     from .research.replay import add_replay_parser
@@ -203,7 +203,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print("out of date: " + ", ".join(stale) + "; run `shepherd-bench leaderboard` and commit the result",
               file=sys.stderr)
         return 1
-    print(f"{args.root / 'LEADERBOARD.md'} is what the committed results say")
+    print(f"{args.root / 'LEADERBOARD.md'} is what the published grids and committed runs say")
     return 0
 
 

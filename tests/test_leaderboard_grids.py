@@ -1,39 +1,102 @@
-"""The committed leaderboard rows are the replay of the committed grids: replaying the published grids
-(`leaderboard/grids/<task>`) with the policies that learn nothing gives exactly the committed run folders'
-samples (accuracy, calls and tokens per query), so nobody has to trust `leaderboard/runs/`."""
+"""The leaderboard is replayed from the published grids (`leaderboard/grids/<task>`), not read from
+derived run folders: its rows agree with the raw grid files read by pandas alone, every row states the
+sha256 of the grid file it came from, a grid changed after publication and an unpriced model are errors,
+and a malformed `leaderboard.yaml` is a one-line error that names the fix."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from shepherd_bench.research.export import export_runs
-from shepherd_bench.research.replay import open_replay, run_policies
+from shepherd_bench.analysis.leaderboard import LeaderboardError, load_config, write_leaderboard
 
-ROOT = Path(__file__).resolve().parent.parent / "leaderboard"
-POLICIES = ["slm", "llm", "oracle", "oracle-route", "oracle-cascade", "tokens:16", "tokens:32", "tokens:64",
-            "cascade:logprob", "route:random"]
+COMMITTED = Path(__file__).resolve().parent.parent / "leaderboard"
 
 
-def samples(folder: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines() if line.strip()]
+def board(tmp_path: Path, task: str, policies: str = "[slm, llm, oracle, tokens:16]") -> Path:
+    root = tmp_path / "leaderboard"
+    (root / "grids").mkdir(parents=True)
+    shutil.copytree(COMMITTED / "grids" / task, root / "grids" / task)
+    shutil.copy(COMMITTED / "prices.json", root / "prices.json")
+    (root / "leaderboard.yaml").write_text(f"resamples: 200\npolicies: {policies}\ntasks:\n  {task}: {{}}\n")
+    return root
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("| strategy"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            out[cells[0]] = cells
+    return out
 
 
 @pytest.mark.parametrize("task", ["humaneval", "gsm8k"])
-def test_committed_runs_are_the_replay_of_the_committed_grid(task: str, tmp_path: Path, data_dir: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    grid = ROOT / "grids" / task
-    if not grid.exists():
+def test_rows_agree_with_the_raw_grid_and_state_its_sha256(task: str, tmp_path: Path, data_dir: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    if not (COMMITTED / "grids" / task).exists():
         pytest.skip(f"no published {task} grid")
     monkeypatch.setenv("SHEPHERD_BENCH_DATA", str(data_dir))
-    manifest = json.loads((grid / "manifest.json").read_text())
-    assert manifest["published"]["schema"] == "shepherd-bench hint grid v1"
-    rp = run_policies(open_replay(grid), POLICIES)
-    exported = export_runs(rp, tmp_path / "runs")
-    assert len(exported) >= len(POLICIES)
-    for folder in exported:
-        committed = ROOT / "runs" / folder.name
-        assert committed.exists(), f"{folder.name}: replayed from the grid but not on the leaderboard"
-        assert samples(folder) == samples(committed), folder.name
+    root = board(tmp_path, task)
+    rows = table_rows(write_leaderboard(root, plots=False).read_text())
+    raw = pd.read_json(root / "grids" / task / "grid.jsonl.gz", lines=True)  # the published data, read directly
+    first = raw.sort_values("sample").drop_duplicates(["query_id", "level"])
+    slm = first[(first["level"] == 0) & ~first["full"]]["correct"].fillna(False).astype(bool).mean()
+    # every full row of a query grades the same LLM answer (hints at or past its length are the answer)
+    llm = first[first["full"]].drop_duplicates("query_id")["correct"].fillna(False).astype(bool).mean()
+    assert rows["slm"][3].startswith(f"{100 * slm:.1f}%") and rows["llm"][3].startswith(f"{100 * llm:.1f}%")
+    sha = hashlib.sha256((root / "grids" / task / "grid.jsonl.gz").read_bytes()).hexdigest()
+    assert {r[-1] for r in rows.values()} == {f"`{sha[:12]}`"}
+    assert {"slm", "llm", "shepherd-oracle", "shepherd(hint_tokens=16)"} <= set(rows)
+    report = (root / f"replay-{task}.md").read_text()
+    assert sha in report and "--policy tokens:16" in report
+
+
+def test_a_grid_changed_after_publication_is_refused(tmp_path: Path) -> None:
+    root = board(tmp_path, "humaneval", "[slm, llm]")
+    packed = root / "grids" / "humaneval" / "grid.jsonl.gz"
+    packed.write_bytes(packed.read_bytes() + b"\0")
+    with pytest.raises(Exception, match="changed after publication"):
+        write_leaderboard(root, plots=False)
+
+
+def test_an_unpriced_model_is_an_error_never_free(tmp_path: Path) -> None:
+    root = board(tmp_path, "humaneval", "[slm, llm]")
+    manifest = root / "grids" / "humaneval" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["llm"]["price"] = "no-such-model"
+    manifest.write_text(json.dumps(m))
+    with pytest.raises(Exception, match="no-such-model"):
+        write_leaderboard(root, plots=False)
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("tasks: [humaneval]\n", "'tasks' must map"),
+    ("polices: [slm]\n", "unknown keys.*polices"),
+    ("target: 95\n", r"'target' must be in \(0, 1\]"),
+    ("tasks:\n  humaneval: {policy: [slm]}\n", "takes only 'policies' and 'about'"),
+    ("tasks: {humaneval: {}\n", "not valid YAML"),
+])
+def test_a_malformed_config_names_the_fix(text: str, match: str, tmp_path: Path) -> None:
+    (tmp_path / "leaderboard.yaml").write_text(text)
+    with pytest.raises(LeaderboardError, match=match):
+        load_config(tmp_path)
+
+
+def test_a_listed_task_without_a_grid_says_how_to_publish_one(tmp_path: Path) -> None:
+    root = board(tmp_path, "humaneval", "[slm, llm]")
+    (root / "leaderboard.yaml").write_text("tasks:\n  mbpp: {}\n")
+    with pytest.raises(LeaderboardError, match=re.escape("shepherd-bench publish-grid")):
+        write_leaderboard(root, plots=False)
+
+
+def test_the_committed_config_replays_every_published_grid() -> None:
+    cfg = load_config(COMMITTED)
+    published = sorted(p.name for p in (COMMITTED / "grids").iterdir() if (p / "manifest.json").exists())
+    assert sorted(t.name for t in cfg.tasks) == published

@@ -109,14 +109,13 @@ def test_external_plugin_registers_through_the_entry_point(tmp_path: Path, monke
 
 def test_a_plugin_router_gets_leaderboard_rows_from_the_published_grid_without_a_model(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
-    """The contributor's path: install a package whose router implements ``replay_scores``, replay it on the
-    committed HumanEval grid, regenerate the leaderboard: its rows appear, and no model is built."""
+    """The contributor's path: install a package whose router implements ``replay_scores`` and regenerate
+    the leaderboard: the router is replayed on the published HumanEval grid without being listed in
+    ``leaderboard.yaml``, its rows appear, and no model is built."""
     import shutil
 
     from shepherd_bench import backends as backends_mod
     from shepherd_bench.analysis.leaderboard import write_leaderboard
-    from shepherd_bench.research.export import export_runs
-    from shepherd_bench.research.replay import open_replay, run_policies
 
     _install_dist_info(tmp_path, plugin_entry_points())
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -128,12 +127,13 @@ def test_a_plugin_router_gets_leaderboard_rows_from_the_published_grid_without_a
         raise AssertionError("a model was built")
 
     monkeypatch.setattr(backends_mod, "make_backend", no_model)
-    grid = Path(__file__).resolve().parent.parent / "leaderboard" / "grids" / "humaneval"
+    committed = Path(__file__).resolve().parent.parent / "leaderboard"
     root = tmp_path / "leaderboard"
-    root.mkdir()
-    shutil.copy(grid.parent.parent / "prices.json", root / "prices.json")
-    rp = run_policies(open_replay(grid), ["slm", "llm", "route:plugin-length"])
-    export_runs(rp, root / "runs")
+    (root / "grids").mkdir(parents=True)
+    shutil.copytree(committed / "grids" / "humaneval", root / "grids" / "humaneval")
+    shutil.copy(committed / "prices.json", root / "prices.json")
+    (root / "leaderboard.yaml").write_text("policies: [slm, llm]\ntasks:\n  humaneval: {}\n")
     text = write_leaderboard(root, B=200, plots=False).read_text()
     rows = [line for line in text.splitlines() if line.startswith("| route-plugin-length")]
     assert rows and "(1 of" in rows[0]  # one operating point of its threshold sweep
+    assert "route:plugin-length" in (root / "replay-humaneval.md").read_text()

@@ -1,17 +1,19 @@
-"""``leaderboard/LEADERBOARD.md`` (and its PNGs), regenerated from committed files only.
+"""``leaderboard/LEADERBOARD.md``, the replay reports and the plots, regenerated from committed files only.
 
-Committed layout (everything the bootstrap needs: per-query correctness and the token counts the
-cost is computed from, priced with the committed table)::
+Committed layout::
 
     leaderboard/
+      leaderboard.yaml               what to replay: tasks, policies, target, resamples (``load_config``)
+      grids/<task>/                  the published hint grids (docs/GRIDS.md): the one source of the rows
       prices.json                    the dated price table
       hardware.json                  optional: {"description": "..."} (else the manifests' "hardware")
       notes.md                       optional: prose appended verbatim (e.g. what the paper claims)
-      runs/<name>/manifest.json      the run's manifest
-      runs/<name>/summary.json       the run's summary
-      runs/<name>/samples.jsonl      compact samples (see :func:`export_run`)
-      LEADERBOARD.md, plots/<task>.png   generated
+      runs/<name>/                   optional: live runs, in the compact form of :func:`export_run`
+      LEADERBOARD.md, replay-<task>.md, plots/<task>.png   generated
 
+Every policy of ``leaderboard.yaml`` (and every registered router implementing the replay protocol) is
+replayed on each task's grid (``shepherd_bench.research.replay``), exported as run folders in a scratch
+directory and analysed like live runs; each row states the sha256 of the grid file it came from.
 Same input -> same bytes: no render-time timestamps, sorted inputs, fixed seeds, PNG metadata fixed.
 """
 
@@ -19,12 +21,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
+from ..errors import UserError
 from ..prices import PriceTable, load_prices
 from .matched import Target
 from .report import (
@@ -42,7 +47,7 @@ from .report import (
 from .runs import LLM_STRATEGY, SLM_STRATEGY, Run, load_run, read_samples
 
 LEADERBOARD_B = 10_000
-LEADERBOARD_TARGET = Target("llm_fraction", 0.95)
+LEADERBOARD_TARGET = Target("llm_fraction", 0.95)  # without a leaderboard.yaml
 SAMPLE_KEYS = ("query_id", "index", "correct", "status", "error", "decision")
 CALL_KEYS = ("role", "input_tokens", "cached_input_tokens", "output_tokens", "cached", "error", "purpose")
 
@@ -66,14 +71,133 @@ def export_run(src: Path, runs_dir: Path, name: str | None = None) -> Path:
     return dest
 
 
+CONFIG_FILE = "leaderboard.yaml"
+
+
+class LeaderboardError(UserError, ValueError):
+    """A leaderboard folder that cannot be regenerated (bad ``leaderboard.yaml``, a missing grid)."""
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    policies: tuple[str, ...] = ()  # on top of the shared ones; ``transfer:<task>`` names another task's grid
+    about: str = ""
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    target: float = LEADERBOARD_TARGET.value
+    resamples: int = LEADERBOARD_B
+    seed: int = 0
+    policies: tuple[str, ...] = ()
+    tasks: tuple[TaskEntry, ...] = ()
+
+
+def load_config(root: Path) -> BoardConfig:
+    """``root/leaderboard.yaml`` (no file: no grids to replay, live runs only)."""
+    import yaml
+
+    path = Path(root) / CONFIG_FILE
+    if not path.exists():
+        return BoardConfig()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise LeaderboardError(f"{path}: not valid YAML ({e})") from None
+    known = {"target", "resamples", "seed", "policies", "tasks"}
+    if not isinstance(raw, dict) or set(raw) - known:
+        bad = sorted(set(raw) - known) if isinstance(raw, dict) else raw
+        raise LeaderboardError(f"{path}: unknown keys {bad}; known: {', '.join(sorted(known))}")
+    tasks = raw.get("tasks") or {}
+    if not isinstance(tasks, dict):
+        raise LeaderboardError(f"{path}: 'tasks' must map task names to settings (policies, about)")
+    entries = []
+    for name, t in tasks.items():
+        t = t or {}
+        if not isinstance(t, dict) or set(t) - {"policies", "about"}:
+            raise LeaderboardError(f"{path}: task {name!r} takes only 'policies' and 'about'")
+        entries.append(TaskEntry(str(name), tuple(str(p) for p in t.get("policies") or ()), str(t.get("about") or "")))
+    try:
+        target, resamples = float(raw.get("target", LEADERBOARD_TARGET.value)), int(raw.get("resamples", LEADERBOARD_B))
+    except (TypeError, ValueError):
+        raise LeaderboardError(f"{path}: 'target' must be a number (e.g. 0.95) and 'resamples' an integer") from None
+    if not 0 < target <= 1 or resamples < 1:
+        raise LeaderboardError(f"{path}: 'target' must be in (0, 1] (a fraction of LLM-only accuracy) and "
+                               f"'resamples' positive")
+    return BoardConfig(target, resamples, int(raw.get("seed", 0)), tuple(str(p) for p in raw.get("policies") or ()),
+                       tuple(entries))
+
+
+def plugin_policies(listed: Sequence[str]) -> list[str]:
+    """``route:<name>`` for every registered router that implements the replay protocol (``replay_scores``)
+    and is not listed already: a baseline added as an adapter gets its rows without a config change."""
+    from .. import strategies
+
+    out = []
+    for name in strategies.strategy_names():
+        policy = "route:" + name.removeprefix("route-")
+        if name.startswith("route-") and hasattr(strategies.get_strategy(name), "replay_scores") \
+                and policy not in listed:
+            out.append(policy)
+    return out
+
+
+def task_policies(root: Path, cfg: BoardConfig, entry: TaskEntry) -> list[str]:
+    """The policies replayed on one task's grid, ``transfer:<task>`` resolved to that task's grid folder."""
+    own = []
+    for p in entry.policies:
+        kind, _, arg = p.partition(":")
+        if kind == "transfer" and "/" not in arg:
+            if not (root / "grids" / arg).is_dir():
+                raise LeaderboardError(f"{root / CONFIG_FILE}: {entry.name}: {p} names no published grid "
+                                       f"(no {root / 'grids' / arg})")
+            p = f"transfer:{root / 'grids' / arg}"
+        own.append(p)
+    listed = [*cfg.policies, *own]
+    return listed + plugin_policies(listed)
+
+
+def replay_task(root: Path, cfg: BoardConfig, entry: TaskEntry, runs_dir: Path, resamples: int) -> Path:
+    """Replay one task's grid: write ``root/replay-<task>.md`` and the run folders under ``runs_dir``."""
+    from ..research.claims import claims as paper_claims
+    from ..research.export import export_runs
+    from ..research.grid import grid_command
+    from ..research.replay import matched_costs, matched_rows, open_replay, render_markdown, run_policies
+
+    grid = root / "grids" / entry.name
+    if not grid.is_dir():
+        raise LeaderboardError(f"{root / CONFIG_FILE} lists task {entry.name!r} but there is no grid at {grid}; "
+                               f"publish one with `shepherd-bench publish-grid --grid G --out {grid}`")
+    policies = task_policies(root, cfg, entry)
+    rp = run_policies(open_replay(grid, root / "prices.json"), policies)
+    target = f"{cfg.target:g}"
+    costs = matched_costs(rp, target, resamples, cfg.seed)
+    found = paper_claims(rp, target, resamples, cfg.seed, costs=costs)
+    shown = [p.replace(f"{root / 'grids'}/", "leaderboard/grids/") for p in policies]
+    published = rp.manifest.get("published") or {}
+    n, planned = rp.lt["query_id"].nunique(), rp.manifest.get("n_queries")
+    built = f"{n} queries" + (f" of the {planned} it plans (it resumes)" if planned and planned != n else "")
+    preamble = (f"Grid: `{grid_command(rp.manifest)}`, {built}, grid protocol {published.get('protocol', '?')}, "
+                f"published at `leaderboard/grids/{entry.name}` (`grid.jsonl.gz` sha256 `{rp.sha256}`). Generated "
+                f"by `shepherd-bench leaderboard`; the same as `shepherd-bench replay --grid "
+                f"leaderboard/grids/{entry.name} " + " ".join(f"--policy {p}" for p in shown) +
+                f" --target {target} --resamples {resamples} --seed {cfg.seed}`." + (f" {entry.about}" if entry.about else ""))
+    text = render_markdown(rp, matched_rows(rp, target, resamples, cfg.seed, costs), found,
+                           title=f"Replay of the {entry.name} grid ({n} queries)", preamble=preamble)
+    out = root / f"replay-{entry.name}.md"
+    out.write_text(text.rstrip() + "\n")
+    export_runs(rp, runs_dir)
+    return out
+
+
 def _row_order(run: Run) -> tuple[int, str, float, str]:
     rank = {SLM_STRATEGY: 0, LLM_STRATEGY: 1}.get(run.strategy, 2)
     return (rank, run.strategy, float(run.samples["cost_usd"].mean()), run.path.name)
 
 
-def committed_runs(root: Path, prices: PriceTable) -> list[Run]:
-    """Runs under ``root/runs``: SLM-only, LLM-only, then by strategy and mean cost."""
-    runs_dir = root / "runs"
+def committed_runs(runs_dir: Path, prices: PriceTable) -> list[Run]:
+    """Run folders under ``runs_dir``: SLM-only, LLM-only, then by strategy and mean cost."""
     if not runs_dir.is_dir():
         return []
     runs = [load_run(p, prices) for p in sorted(runs_dir.iterdir()) if (p / "manifest.json").exists()]
@@ -135,12 +259,14 @@ def leaderboard_rows(a: TaskAnalysis) -> list[list[str]]:
         out.append([name, r["slm"], r["llm"], fmt_ci_pct(r["accuracy"], r["accuracy_low"], r["accuracy_high"]),
                     fmt_num(r["llm_tokens_per_query"], 1),
                     fmt_ci_usd(r["usd_per_1k"], r["usd_per_1k_low"], r["usd_per_1k_high"]),
-                    matched, fmt_pct(r["cost_reduction"]), str(r["n"]), r["date"], r["harness_version"]])
+                    matched, fmt_pct(r["cost_reduction"]), str(r["n"]), r["date"], r["harness_version"],
+                    f"`{r['grid_sha256'][:12]}`" if r["grid_sha256"] else "live run"])
     return out
 
 
 HEADERS = ["strategy", "SLM", "LLM", "accuracy [95% CI]", "LLM tokens / query", "$ / 1k queries [95% CI]",
-           "$ / 1k at matched accuracy [95% CI]", "cost reduction vs LLM-only", "n", "date", "harness"]
+           "$ / 1k at matched accuracy [95% CI]", "cost reduction vs LLM-only", "n", "date", "harness",
+           "grid sha256"]
 
 
 def render_leaderboard(root: Path, analyses: Sequence[TaskAnalysis], prices: PriceTable, runs: Sequence[Run],
@@ -148,8 +274,11 @@ def render_leaderboard(root: Path, analyses: Sequence[TaskAnalysis], prices: Pri
     s = analyses[0].settings if analyses else Settings(target=LEADERBOARD_TARGET, B=LEADERBOARD_B)
     lines = [
         "# shepherd-bench leaderboard", "",
-        "Generated by `shepherd-bench leaderboard` from the committed runs under `leaderboard/runs/`; "
-        "do not edit by hand (CI regenerates it and fails on any difference).", "",
+        "Generated by `shepherd-bench leaderboard`: every row is a policy replayed on a hint grid published "
+        "under `leaderboard/grids/` (the policies are in `leaderboard.yaml`; the reports `replay-<task>.md` "
+        "show every curve), or a live run committed under `leaderboard/runs/`; the last column is the "
+        "first 12 hex digits of the sha256 of the grid file (`grid.jsonl.gz`) a row was replayed from. Do "
+        "not edit by hand (CI regenerates it and fails on any difference).", "",
         f"- **Hardware:** {hardware_note(root, runs)}",
         f"- **Prices:** {_prices_note(root, prices)}",
         f"- **Statistics:** paired bootstrap over queries (B={s.B}, seed {s.seed}, 95% percentile intervals); "
@@ -174,18 +303,28 @@ def render_leaderboard(root: Path, analyses: Sequence[TaskAnalysis], prices: Pri
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_leaderboard(root: Path, *, B: int = LEADERBOARD_B, seed: int = 0, plots: bool = True) -> Path:
-    """``shepherd-bench leaderboard``: regenerate ``root/LEADERBOARD.md`` and ``root/plots/<task>.png``
-    from ``root`` alone; returns the markdown path."""
+def write_leaderboard(root: Path, *, B: int | None = None, seed: int | None = None, plots: bool = True,
+                      resamples: int | None = None) -> Path:
+    """``shepherd-bench leaderboard``: replay every task of ``root/leaderboard.yaml`` on its grid (writing
+    ``root/replay-<task>.md``), add the live runs under ``root/runs``, and regenerate
+    ``root/LEADERBOARD.md`` and ``root/plots/<task>.png`` from ``root`` alone; returns the markdown path.
+    ``B`` / ``resamples`` / ``seed`` override the configuration's (tests use fewer resamples)."""
     root = Path(root)
+    cfg = load_config(root)
     prices = load_prices(root / "prices.json")
-    runs = committed_runs(root, prices)
-    analyses = analyse(runs, Settings(target=LEADERBOARD_TARGET, B=B, seed=seed))
-    rel: dict[str, str] = {}
-    if plots:
-        for a in analyses:
-            plot_task(a, root / "plots" / f"{a.task}.png")
-            rel[a.task] = f"plots/{a.task}.png"
-    out = root / "LEADERBOARD.md"
-    out.write_text(render_leaderboard(root, analyses, prices, runs, rel))
+    B = cfg.resamples if B is None else B
+    seed = cfg.seed if seed is None else seed
+    with tempfile.TemporaryDirectory(prefix="shepherd-bench-leaderboard-") as tmp:
+        replayed = Path(tmp) / "runs"
+        for entry in cfg.tasks:
+            replay_task(root, cfg, entry, replayed, B if resamples is None else resamples)
+        runs = sorted(committed_runs(replayed, prices) + committed_runs(root / "runs", prices), key=_row_order)
+        analyses = analyse(runs, Settings(target=Target("llm_fraction", cfg.target), B=B, seed=seed))
+        rel: dict[str, str] = {}
+        if plots:
+            for a in analyses:
+                plot_task(a, root / "plots" / f"{a.task}.png")
+                rel[a.task] = f"plots/{a.task}.png"
+        out = root / "LEADERBOARD.md"
+        out.write_text(render_leaderboard(root, analyses, prices, runs, rel))
     return out

@@ -178,6 +178,7 @@ def strategy_rows(a: TaskAnalysis) -> list[dict[str, Any]]:
             "usd_per_1k_high": st.cost.high * PER_1K,
             "cost_reduction": cost_reduction(st.cost.estimate, refs["l"].cost.estimate) if "l" in refs else None,
             "ace": None, "date": run.date, "harness_version": run.harness_version,
+            "grid_sha256": run.grid_sha256,
             **{f"{k}_share": v for k, v in run.sanity().items() if k != "n"},
         }
         if "l" in refs and "s" in refs and nm not in (a.llm, a.slm):

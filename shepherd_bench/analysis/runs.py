@@ -132,6 +132,12 @@ class Run:
     def harness_version(self) -> str:
         return str(self.manifest.get("harness_version", "?"))
 
+    @property
+    def grid_sha256(self) -> str:
+        """The sha256 of the hint grid a replayed run came from ("" for a live run)."""
+        source = self.manifest.get("source")
+        return str(source.get("grid_sha256") or "") if isinstance(source, dict) else ""
+
     def sanity(self) -> dict[str, float]:
         """Shares over graded samples (errors left out): answers under ``SHORT_ANSWER_TOKENS`` output
         tokens, answers cut at ``max_tokens`` (NaN when no call recorded a finish reason), answers

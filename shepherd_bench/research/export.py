@@ -99,7 +99,8 @@ def export_policy(rp: Any, result: Any, policy: str, label: str | None, dest_roo
         "task": task, "strategy": {"strategy": strategy, "kind": "replay", "params": params},
         "slm": man.get("slm"), "llm": man.get("llm"), "prices": man.get("prices"), "seed": man.get("seed", 0),
         "dataset": man.get("dataset"), "created": man.get("created"), "host": man.get("host"),
-        "harness_version": __version__, "source": {"grid": rp.grid.name, "policy": policy, "point": label},
+        "harness_version": __version__, "source": {"grid": rp.grid.name, "grid_sha256": rp.sha256, "policy": policy,
+                                                        "point": label},
     }
     write_json_atomic(store.manifest_path, manifest)
     store.append(records)

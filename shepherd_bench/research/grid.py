@@ -207,6 +207,22 @@ class GridStore:
     def rows(self) -> list[dict[str, Any]]:
         return self.read(self.grid_path)
 
+    def sha256(self) -> str:
+        """The sha256 of the grid's rows file as stored (``grid.jsonl``, or a published ``grid.jsonl.gz``,
+        which must still match the digest its manifest recorded at publication)."""
+        import hashlib
+
+        packed = self.grid_path.with_name(GRID_FILE + ".gz")
+        path = self.grid_path if self.grid_path.exists() else packed
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if path == packed and self.manifest_path.exists():
+            want = (json.loads(self.manifest_path.read_text()).get("published") or {}).get("files", {}).get(packed.name)
+            if want and want != digest:
+                raise GridError(f"{packed}: sha256 {digest[:12]}... differs from the {want[:12]}... its manifest "
+                                f"recorded when it was published; the file was changed after publication "
+                                f"(republish it with `shepherd-bench publish-grid`)")
+        return digest
+
 
 # --- hints and rows -----------------------------------------------------------------------------------
 
@@ -471,6 +487,28 @@ def latest_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         last[(str(r["query_id"]), float(r["level"]), int(r["sample"]))] = r
     return list(last.values())
+
+
+def grid_command(manifest: dict[str, Any]) -> str:
+    """The ``shepherd-bench grid`` command a grid's manifest records (what was measured, not where)."""
+    cfg = manifest.get("config") or {}
+    spec = cfg.get("spec") or {}
+    levels = ",".join(f"{x:g}" for x in spec.get("levels") or [])
+    parts = ["shepherd-bench grid", f"--task {cfg.get('task', '?')}"]
+    if cfg.get("subset") is not None:
+        parts.append(f"--subset {cfg['subset']} --seed {manifest.get('seed', 0)}")
+    if manifest.get("limit") is not None:
+        parts.append(f"--limit {manifest['limit']}")
+    parts.append(f"--{'tokens' if spec.get('kind') == 'tokens' else 'levels'} {levels}")
+    if int(spec.get("samples", 1)) > 1:
+        parts.append(f"--samples {spec['samples']} --temperature {spec.get('temperature'):g}")
+    if spec.get("early_stop"):
+        parts.append("--early-stop")
+    for role in ("slm", "llm"):
+        model = cfg.get(role) or {}
+        parts.append(f"--{role} {model.get('spec', '?')}")
+        parts += [f"--{role}-opt {k}={v}" for k, v in sorted((model.get("options") or {}).items())]
+    return " ".join(parts)
 
 
 def load_manifest(path: Path) -> dict[str, Any]:

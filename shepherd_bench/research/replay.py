@@ -226,12 +226,13 @@ class Replay:
     lt: pd.DataFrame
     singles: list[PolicyResult] = field(default_factory=list)
     curves: list[Curve] = field(default_factory=list)
+    sha256: str = ""  # of the grid's rows file (GridStore.sha256), stated by every exported run
 
 
 def open_replay(grid: Path, prices_path: Path | None = None, llm_price: str | None = None,
                 slm_price: str | None = None) -> Replay:
     from ..prices import load_prices
-    from .grid import load_grid, load_manifest
+    from .grid import GridStore, grid_dir, load_grid, load_manifest
 
     manifest = load_manifest(grid)
     table = load_prices(prices_path)
@@ -241,7 +242,8 @@ def open_replay(grid: Path, prices_path: Path | None = None, llm_price: str | No
     df = load_grid(grid)
     if df.empty:
         raise ReplayError(f"grid {grid} has no rows yet")
-    return Replay(Path(grid), manifest, pricing, df, level_table(df, pricing))
+    return Replay(Path(grid), manifest, pricing, df, level_table(df, pricing),
+                  sha256=GridStore(grid_dir(grid)).sha256())
 
 
 def run_policies(rp: Replay, policies: list[str]) -> Replay:
@@ -312,10 +314,11 @@ POLICY_HEADERS = ["policy", "accuracy", "$ per 1k queries", "LLM tokens/q", "SLM
                   f"answers < {SHORT_ANSWER_TOKENS} tok", "cut at max_tokens", "no answer", "note"]
 
 
-def render_markdown(rp: Replay, matched: list[dict[str, Any]], claims: list[dict[str, Any]] | None = None) -> str:
+def render_markdown(rp: Replay, matched: list[dict[str, Any]], claims: list[dict[str, Any]] | None = None, *,
+                    title: str | None = None, preamble: str = "") -> str:
     m = rp.manifest
     n = rp.lt["query_id"].nunique()
-    out = [f"# Replay of {rp.grid}", "",
+    out = [f"# {title or f'Replay of {rp.grid}'}", "", *([preamble, ""] if preamble else []),
            f"task {m.get('task', '?')}, {n} queries; LLM priced as {rp.pricing.llm.name}, SLM as "
            f"{rp.pricing.slm.name}; level success = majority of samples correct", ""]
     if rp.singles:
