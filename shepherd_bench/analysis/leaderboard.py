@@ -160,10 +160,9 @@ def task_policies(root: Path, cfg: BoardConfig, entry: TaskEntry) -> list[str]:
 
 def replay_task(root: Path, cfg: BoardConfig, entry: TaskEntry, runs_dir: Path, resamples: int) -> Path:
     """Replay one task's grid: write ``root/replay-<task>.md`` and the run folders under ``runs_dir``."""
-    from ..research.claims import claims as paper_claims
     from ..research.export import export_runs
     from ..research.grid import grid_command
-    from ..research.replay import matched_costs, matched_rows, open_replay, render_markdown, run_policies
+    from ..research.replay import matched_and_claims, open_replay, render_markdown, run_policies
 
     grid = root / "grids" / entry.name
     if not grid.is_dir():
@@ -172,8 +171,7 @@ def replay_task(root: Path, cfg: BoardConfig, entry: TaskEntry, runs_dir: Path, 
     policies = task_policies(root, cfg, entry)
     rp = run_policies(open_replay(grid, root / "prices.json"), policies)
     target = f"{cfg.target:g}"
-    costs = matched_costs(rp, target, resamples, cfg.seed)
-    found = paper_claims(rp, target, resamples, cfg.seed, costs=costs)
+    matched, found = matched_and_claims(rp, target, resamples, cfg.seed)
     shown = [p.replace(f"{root / 'grids'}/", "leaderboard/grids/") for p in policies]
     published = rp.manifest.get("published") or {}
     n, planned = rp.lt["query_id"].nunique(), rp.manifest.get("n_queries")
@@ -183,7 +181,7 @@ def replay_task(root: Path, cfg: BoardConfig, entry: TaskEntry, runs_dir: Path, 
                 f"by `shepherd-bench leaderboard`; the same as `shepherd-bench replay --grid "
                 f"leaderboard/grids/{entry.name} " + " ".join(f"--policy {p}" for p in shown) +
                 f" --target {target} --resamples {resamples} --seed {cfg.seed}`." + (f" {entry.about}" if entry.about else ""))
-    text = render_markdown(rp, matched_rows(rp, target, resamples, cfg.seed, costs), found,
+    text = render_markdown(rp, matched, found,
                            title=f"Replay of the {entry.name} grid ({n} queries)", preamble=preamble)
     out = root / f"replay-{entry.name}.md"
     out.write_text(text.rstrip() + "\n")
@@ -303,12 +301,11 @@ def render_leaderboard(root: Path, analyses: Sequence[TaskAnalysis], prices: Pri
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_leaderboard(root: Path, *, B: int | None = None, seed: int | None = None, plots: bool = True,
-                      resamples: int | None = None) -> Path:
+def write_leaderboard(root: Path, *, B: int | None = None, seed: int | None = None, plots: bool = True) -> Path:
     """``shepherd-bench leaderboard``: replay every task of ``root/leaderboard.yaml`` on its grid (writing
     ``root/replay-<task>.md``), add the live runs under ``root/runs``, and regenerate
     ``root/LEADERBOARD.md`` and ``root/plots/<task>.png`` from ``root`` alone; returns the markdown path.
-    ``B`` / ``resamples`` / ``seed`` override the configuration's (tests use fewer resamples)."""
+    ``B`` / ``seed`` override the configuration's resamples and seed (tests use fewer resamples)."""
     root = Path(root)
     cfg = load_config(root)
     prices = load_prices(root / "prices.json")
@@ -317,7 +314,7 @@ def write_leaderboard(root: Path, *, B: int | None = None, seed: int | None = No
     with tempfile.TemporaryDirectory(prefix="shepherd-bench-leaderboard-") as tmp:
         replayed = Path(tmp) / "runs"
         for entry in cfg.tasks:
-            replay_task(root, cfg, entry, replayed, B if resamples is None else resamples)
+            replay_task(root, cfg, entry, replayed, B)
         runs = sorted(committed_runs(replayed, prices) + committed_runs(root / "runs", prices), key=_row_order)
         analyses = analyse(runs, Settings(target=Target("llm_fraction", cfg.target), B=B, seed=seed))
         rel: dict[str, str] = {}

@@ -302,6 +302,14 @@ def matched_rows(rp: Replay, target: str, B: int, seed: int,
             if c.name in costs]
 
 
+def matched_and_claims(rp: Replay, target: str, B: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The matched-cost rows and the paper's claims of a replay, from one bootstrap of every curve."""
+    from .claims import claims as paper_claims
+
+    costs = matched_costs(rp, target, B, seed)
+    return matched_rows(rp, target, B, seed, costs), paper_claims(rp, target, B, seed, costs=costs)
+
+
 # --- formatting and the command -----------------------------------------------------------------------
 
 def _policy_line(s: dict[str, Any]) -> list[Any]:
@@ -399,11 +407,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     rp = open_replay(args.grid, args.prices, args.llm_price, args.slm_price)
     run_policies(rp, list(args.policy or DEFAULT_POLICIES))
-    costs = matched_costs(rp, args.target, args.resamples, args.seed)
-    matched = matched_rows(rp, args.target, args.resamples, args.seed, costs)
-    from .claims import claims as paper_claims
-
-    found = paper_claims(rp, args.target, args.resamples, args.seed, costs=costs)
+    matched, found = matched_and_claims(rp, args.target, args.resamples, args.seed)
     if args.format == "json":
         text = json.dumps(replay_json(rp, matched, found), indent=2, sort_keys=True, default=str)
     else:
