@@ -31,7 +31,7 @@ from shepherd_bench.strategies.base import (
 )
 from shepherd_bench.strategies.consistency import agreement
 
-from .labels import LabelRow, Splits, assert_disjoint, load_labels, split_rows
+from .labels import LabelRow, Splits, assert_disjoint, cross_fit, load_labels, split_rows
 from .routing import Constant, calibrate_threshold
 
 
@@ -198,6 +198,19 @@ class CascadeFrugal(CascadeStrategy):
         if not self.config["labels"]:
             raise ParamError("strategy 'cascade-frugal' needs -S labels=PATH (JSONL labels: shepherd-bench replay --grid G --export-labels FILE)")
         self._fitted: tuple[FrugalScorer, Splits] | None = None
+
+    @classmethod
+    def replay_scores(cls, labels: list[dict[str, Any]], *, seed: int = 0, folds: int = 5,
+                      params: dict[str, Any] | None = None) -> np.ndarray:
+        """The replay protocol: P(the SLM's answer is correct) per labelled query, cross-fitted k folds by
+        query (seeded), each fold scored by a scorer fitted on the others' (text, slm_answer, slm_correct)."""
+        config = cls.parse_config({"labels": "grid labels", **(params or {})})
+
+        def fit_score(train: list[LabelRow], held_out: list[LabelRow]) -> np.ndarray:
+            return FrugalScorer(config["C"]).fit(train).score([r.text for r in held_out],
+                                                              [r.slm_answer for r in held_out])
+
+        return cross_fit(labels, folds, seed, cls.name, fit_score)
 
     def scorer(self, models: ModelPair) -> tuple[FrugalScorer, Splits]:
         if self._fitted is None:

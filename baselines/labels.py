@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from shepherd_bench.errors import UserError
 
@@ -93,3 +96,23 @@ def assert_disjoint(eval_ids: list[str], used: frozenset[str], what: str) -> Non
             f"{what}: {len(overlap)} evaluation queries are in its train/calibration labels "
             f"(e.g. {overlap[0]!r}); build the labels file from a split that excludes the evaluated queries"
         )
+
+
+def cross_fit(labels: list[dict[str, object]], folds: int, seed: int, what: str,
+              fit_score: Callable[[list[LabelRow], list[LabelRow]], np.ndarray]) -> np.ndarray:
+    """The replay protocol's cross-fitting: k folds by query (seeded); each held-out fold is scored by
+    ``fit_score(train, held_out)``, a model fitted on the other folds only, so no query is scored by a
+    model that saw its label."""
+    from sklearn.model_selection import KFold
+
+    rows = label_rows(labels, "grid labels")
+    if len(rows) < 2:
+        raise UserError(f"'{what}' needs at least 2 labelled queries to cross-fit")
+    out = np.zeros(len(rows))
+    kfold = KFold(n_splits=min(folds, len(rows)), shuffle=True, random_state=seed)
+    for tr, te in kfold.split(np.arange(len(rows))):
+        train, held_out = [rows[i] for i in tr], [rows[i] for i in te]
+        assert_disjoint([x.query_id for x in held_out], frozenset(x.query_id for x in train), what)
+        out[te] = np.asarray(fit_score(train, held_out), dtype=float)
+    return out
+

@@ -28,7 +28,7 @@ from shepherd_bench.strategies.base import (
 )
 
 from .features import Featurizer, featurizer_name, make_featurizer
-from .labels import LabelRow, Splits, _unit, assert_disjoint, label_rows, load_labels, split_rows
+from .labels import LabelRow, Splits, _unit, assert_disjoint, cross_fit, load_labels, split_rows
 
 
 class Router(Protocol):
@@ -204,20 +204,14 @@ class LearnedRouterStrategy(RouterStrategy):
         """Cross-fitted: k folds by query (seeded); each fold scored by a router fitted on the others, so
         no query is scored by a router that saw its label. ``params`` need no ``labels`` file: the grid's
         labels are passed in."""
-        from sklearn.model_selection import KFold
-
         config = cls.parse_config(params or {})
-        rows = label_rows(labels, "grid labels")
-        if len(rows) < 2:
-            raise ParamError(f"'{cls.name}' needs at least 2 labelled queries to cross-fit")
-        out = np.zeros(len(rows))
-        kfold = KFold(n_splits=min(folds, len(rows)), shuffle=True, random_state=seed)
-        for tr, te in kfold.split(np.arange(len(rows))):
-            r = cls.fit_router(config, Splits([rows[i] for i in tr], []))
-            held_out = [rows[i] for i in te]
+
+        def fit_score(train: list[LabelRow], held_out: list[LabelRow]) -> np.ndarray:
+            r = cls.fit_router(config, Splits(train, []))
             assert_disjoint([x.query_id for x in held_out], r.splits.ids(), cls.name)
-            out[te] = r.score_texts([x.text for x in held_out])
-        return out
+            return r.score_texts([x.text for x in held_out])
+
+        return cross_fit(labels, folds, seed, cls.name, fit_score)
 
     def calibration_scores(self, models: ModelPair) -> np.ndarray:
         r = self.router(models)

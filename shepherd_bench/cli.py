@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="regenerate leaderboard/LEADERBOARD.md, the replay reports and the plots by replaying the published grids")
     lb.add_argument("--root", type=Path, default=Path("leaderboard"),
                     help="leaderboard folder with leaderboard.yaml, grids/, prices.json and notes.md (default leaderboard)")
-    lb.add_argument("--check", action="store_true", help="regenerate in a scratch copy and fail if any generated file (markdown, replay reports, plots) differs")
+    lb.add_argument("--check", action="store_true", help="regenerate in a scratch copy and fail if any generated file (markdown, replay reports, "
+                    "plots, the generated blocks of notes.md and README.md) differs")
 
     from .research.grid import add_grid_parser, add_publish_parser
     from .research.replay import add_replay_parser
@@ -196,9 +197,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fresh_root = Path(tmp) / "leaderboard"
         shutil.copytree(args.root, fresh_root)
+        readme = args.root.parent / "README.md"  # its generated blocks (``fill_generated``)
+        if readme.exists():
+            shutil.copyfile(readme, fresh_root.parent / "README.md")
         write_leaderboard(fresh_root)
         stale = [str(args.root / p.relative_to(fresh_root)) for p in sorted(fresh_root.rglob("*"))
                  if p.is_file() and _differs(p, args.root / p.relative_to(fresh_root))]
+        if readme.exists() and _differs(fresh_root.parent / "README.md", readme):
+            stale.append(str(readme))
     if stale:
         print("out of date: " + ", ".join(stale) + "; run `shepherd-bench leaderboard` and commit the result",
               file=sys.stderr)

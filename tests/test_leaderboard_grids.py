@@ -100,3 +100,49 @@ def test_the_committed_config_replays_every_published_grid() -> None:
     cfg = load_config(COMMITTED)
     published = sorted(p.name for p in (COMMITTED / "grids").iterdir() if (p / "manifest.json").exists())
     assert sorted(t.name for t in cfg.tasks) == published
+
+
+def test_generated_blocks_in_notes_and_readme_follow_the_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Figures quoted in notes.md and README.md are generated blocks: rewritten from the replay on every
+    run (stale text inside is replaced, text around is kept), and `--check` fails while the README is stale."""
+    from shepherd_bench import cli
+    from shepherd_bench.analysis import leaderboard
+
+    monkeypatch.setattr(leaderboard, "plugin_policies", lambda listed: [])  # the listed policies only: fast
+    root = board(tmp_path, "humaneval", "[slm, llm, oracle, oracle-cascade, tokens:16]")
+    block = "<!-- begin generated: {} -->\nstale figure 99.9%\n<!-- end generated -->\n"
+    (root / "notes.md").write_text("Before.\n\n" + block.format("claims:humaneval") + "\nAfter.\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\n" + block.format("results:humaneval"))
+    md = write_leaderboard(root).read_text()
+    notes, text = (root / "notes.md").read_text(), readme.read_text()
+    assert "stale figure" not in notes + text + md
+    assert notes.startswith("Before.\n") and notes.rstrip().endswith("After.")
+    assert "| 2 oracle shepherding is the cheapest oracle |" in notes and notes.split("\n\n")[1] in md
+    rows = table_rows(text)
+    assert rows["slm"][1] == table_rows(md)["slm"][3]  # the same accuracy and CI as the leaderboard row
+    assert cli.main(["leaderboard", "--root", str(root), "--check"]) == 0
+    readme.write_text(text.replace(rows["slm"][1], "12.3% [1.0, 2.0]"))
+    capsys.readouterr()
+    assert cli.main(["leaderboard", "--root", str(root), "--check"]) == 1
+    assert f"out of date: {readme};" in capsys.readouterr().err
+
+
+def test_summaries_leave_out_the_predictor_variants() -> None:
+    from shepherd_bench.analysis.leaderboard import _is_variant
+
+    assert _is_variant("shepherd(full_threshold=0.3, policy=predicted, predictor=cv5-huber, threshold=0.2) (1 of 23)")
+    assert _is_variant("predicted:cv5-classes")
+    assert not _is_variant("shepherd(full_threshold=0.3, policy=predicted, predictor=cv5, threshold=0.2) (1 of 21)")
+    assert not _is_variant("predicted:cv5") and not _is_variant("transfer:gsm8k->humaneval")
+
+
+def test_an_unknown_generated_block_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shepherd_bench.analysis import leaderboard
+
+    monkeypatch.setattr(leaderboard, "plugin_policies", lambda listed: [])
+    root = board(tmp_path, "humaneval", "[slm, llm]")
+    (root / "notes.md").write_text("<!-- begin generated: results:mbpp -->\n<!-- end generated -->\n")
+    with pytest.raises(LeaderboardError, match=r"'results:mbpp'.*results:humaneval"):
+        write_leaderboard(root, B=100, plots=False)

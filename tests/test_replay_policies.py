@@ -213,6 +213,34 @@ def test_route_learned_is_cross_fitted_and_slm_scores_are_refused(tmp_path: Path
         run_policies(open_replay(g), ["route:logprob"])
 
 
+def test_a_registered_cascade_replays_cross_fitted_from_the_slm_answers(tmp_path: Path) -> None:
+    """``cascade:frugal`` is the registered ``cascade-frugal`` through the replay protocol: each query's
+    P(SLM correct) comes from a scorer fitted on the other folds only (its own label does not move its
+    score), the curve defers where that score is below the threshold, and an unknown name lists the known."""
+    from baselines.cascade import CascadeFrugal
+    from shepherd_bench.research.replay import routing_labels
+
+    g = write_grid(tmp_path / "g")
+    write_prompts(g)
+    rp = open_replay(g)
+    labels = routing_labels(rp.lt, rp.df, g)
+    assert all(r["slm_answer"] for r in labels)
+    base = CascadeFrugal.replay_scores(labels, folds=4)
+    flipped = [dict(r, slm_correct=not r["slm_correct"]) if r["query_id"] == "qB" else r for r in labels]
+    again = CascadeFrugal.replay_scores(flipped, folds=4)
+    assert again[1] == pytest.approx(base[1]) and not np.allclose(again, base)
+    assert ((0 <= base) & (base <= 1)).all()
+    curve = run_policies(open_replay(g), ["cascade:frugal"]).curves[0]
+    assert curve.name == "cascade:frugal"
+    # the lowest threshold defers nothing (SLM-only accuracy), the highest defers everything (LLM-only)
+    first, last = curve.points[0].summary(), curve.points[-1].summary()
+    assert first["llm_share"] == 0.0 and last["llm_share"] == 1.0
+    assert first["accuracy"] == pytest.approx(np.mean([c[0] for c in TRUTH.values()]))
+    assert last["accuracy"] == pytest.approx(np.mean([c[2] for c in TRUTH.values()]))
+    with pytest.raises(ReplayError, match="known: .*frugal.*logprob"):
+        run_policies(open_replay(g), ["cascade:nope"])
+
+
 def test_predicted_cv_and_labels_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from baselines.labels import load_labels
     from shepherd_bench.research.export import export_runs

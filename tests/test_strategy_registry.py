@@ -134,6 +134,7 @@ def test_a_plugin_router_gets_leaderboard_rows_from_the_published_grid_without_a
     shutil.copy(committed / "prices.json", root / "prices.json")
     (root / "leaderboard.yaml").write_text("policies: [slm, llm]\ntasks:\n  humaneval: {}\n")
     text = write_leaderboard(root, B=200, plots=False).read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| route-plugin-length")]
-    assert rows and "(1 of" in rows[0]  # one operating point of its threshold sweep
-    assert "route:plugin-length" in (root / "replay-humaneval.md").read_text()
+    for name in ("route-plugin-length", "cascade-plugin-length"):  # a router and a cascade
+        rows = [line for line in text.splitlines() if line.startswith(f"| {name}")]
+        assert rows and "(1 of" in rows[0]  # one operating point of its threshold sweep
+        assert name.replace("-", ":", 1) in (root / "replay-humaneval.md").read_text()

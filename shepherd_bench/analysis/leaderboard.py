@@ -15,11 +15,18 @@ Every policy of ``leaderboard.yaml`` (and every registered router implementing t
 replayed on each task's grid (``shepherd_bench.research.replay``), exported as run folders in a scratch
 directory and analysed like live runs; each row states the sha256 of the grid file it came from.
 Same input -> same bytes: no render-time timestamps, sorted inputs, fixed seeds, PNG metadata fixed.
+
+Figures quoted in prose stay in step with the grids through *generated blocks*: in ``notes.md`` and in
+the project's ``README.md`` (``root/../README.md``), the text between ``<!-- begin generated: NAME -->``
+and ``<!-- end generated -->`` is rewritten on every run, ``results:<task>`` with the task's table
+(strategy, accuracy, cost, cost at matched accuracy) and ``claims:<task>`` with the paper's claims
+(``fill_generated``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -130,14 +137,16 @@ def load_config(root: Path) -> BoardConfig:
 
 
 def plugin_policies(listed: Sequence[str]) -> list[str]:
-    """``route:<name>`` for every registered router that implements the replay protocol (``replay_scores``)
-    and is not listed already: a baseline added as an adapter gets its rows without a config change."""
+    """``route:<name>`` / ``cascade:<name>`` for every registered router / cascade that implements the
+    replay protocol (``replay_scores``) and is not listed already: a baseline added as an adapter gets its
+    rows without a config change."""
     from .. import strategies
 
     out = []
     for name in strategies.strategy_names():
-        policy = "route:" + name.removeprefix("route-")
-        if name.startswith("route-") and hasattr(strategies.get_strategy(name), "replay_scores") \
+        kind = name.partition("-")[0]
+        policy = f"{kind}:{name.partition('-')[2]}"
+        if kind in ("route", "cascade") and hasattr(strategies.get_strategy(name), "replay_scores") \
                 and policy not in listed:
             out.append(policy)
     return out
@@ -158,8 +167,10 @@ def task_policies(root: Path, cfg: BoardConfig, entry: TaskEntry) -> list[str]:
     return listed + plugin_policies(listed)
 
 
-def replay_task(root: Path, cfg: BoardConfig, entry: TaskEntry, runs_dir: Path, resamples: int) -> Path:
-    """Replay one task's grid: write ``root/replay-<task>.md`` and the run folders under ``runs_dir``."""
+def replay_task(root: Path, cfg: BoardConfig, entry: TaskEntry, runs_dir: Path,
+                resamples: int) -> list[dict[str, Any]]:
+    """Replay one task's grid: write ``root/replay-<task>.md`` and the run folders under ``runs_dir``;
+    returns the paper's claims on it (``research.claims``)."""
     from ..research.export import export_runs
     from ..research.grid import grid_command
     from ..research.replay import matched_and_claims, open_replay, render_markdown, run_policies
@@ -183,10 +194,9 @@ def replay_task(root: Path, cfg: BoardConfig, entry: TaskEntry, runs_dir: Path, 
                 f" --target {target} --resamples {resamples} --seed {cfg.seed}`." + (f" {entry.about}" if entry.about else ""))
     text = render_markdown(rp, matched, found,
                            title=f"Replay of the {entry.name} grid ({n} queries)", preamble=preamble)
-    out = root / f"replay-{entry.name}.md"
-    out.write_text(text.rstrip() + "\n")
+    (root / f"replay-{entry.name}.md").write_text(text.rstrip() + "\n")
     export_runs(rp, runs_dir)
-    return out
+    return found
 
 
 def _row_order(run: Run) -> tuple[int, str, float, str]:
@@ -301,10 +311,53 @@ def render_leaderboard(root: Path, analyses: Sequence[TaskAnalysis], prices: Pri
     return "\n".join(lines).rstrip() + "\n"
 
 
+GENERATED = re.compile(r"(<!-- begin generated: (?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
+SUMMARY_HEADERS = ["strategy", "accuracy [95% CI]", "$ / 1k queries [95% CI]", "$ / 1k at matched accuracy [95% CI]"]
+SUMMARY_COLUMNS = (0, 3, 5, 6)  # of HEADERS
+VARIANT_SUFFIXES = ("-huber", "-classes")
+"""Predictor variants with a fixed stage 2: in the replay reports and the leaderboard, not in the summaries."""
+
+
+def _is_variant(strategy: str) -> bool:
+    return any(f"predictor=cv5{s}" in strategy or strategy.endswith(s) for s in VARIANT_SUFFIXES)
+
+
+def summary_table(a: TaskAnalysis) -> str:
+    """``results:<task>``: the leaderboard's rows of one task, fewer columns, predictor variants left out."""
+    rows = [[r[i] for i in SUMMARY_COLUMNS] for r in leaderboard_rows(a) if not _is_variant(r[0])]
+    return f"n = {len(a.aligned.query_ids)}.\n\n" + tabulate(rows, headers=SUMMARY_HEADERS, tablefmt="github",
+                                                              disable_numparse=True)
+
+
+def claims_table(claims: list[dict[str, Any]]) -> str:
+    """``claims:<task>``: the paper's claims of one task, predictor variants left out."""
+    from ..research.claims import claims_markdown
+
+    return claims_markdown([c for c in claims if not _is_variant(str(c.get("curve", "")))])
+
+
+def fill_generated(path: Path, blocks: dict[str, str]) -> None:
+    """Rewrite every generated block of ``path`` (``<!-- begin generated: NAME -->`` ... ``<!-- end
+    generated -->``) with ``blocks[NAME]``; a block this leaderboard does not write is an error."""
+    text = path.read_text()
+
+    def body(m: re.Match[str]) -> str:
+        name = m.group("name")
+        if name not in blocks:
+            raise LeaderboardError(f"{path}: generated block {name!r} is not one `shepherd-bench leaderboard` "
+                                   f"writes; known here: {', '.join(sorted(blocks)) or 'none'}")
+        return m.group(1) + blocks[name].strip() + "\n" + m.group(4)
+
+    new = GENERATED.sub(body, text)
+    if new != text:
+        path.write_text(new)
+
+
 def write_leaderboard(root: Path, *, B: int | None = None, seed: int | None = None, plots: bool = True) -> Path:
     """``shepherd-bench leaderboard``: replay every task of ``root/leaderboard.yaml`` on its grid (writing
     ``root/replay-<task>.md``), add the live runs under ``root/runs``, and regenerate
-    ``root/LEADERBOARD.md`` and ``root/plots/<task>.png`` from ``root`` alone; returns the markdown path.
+    ``root/LEADERBOARD.md`` and ``root/plots/<task>.png`` from ``root`` alone, and the generated blocks of
+    ``root/notes.md`` and ``root/../README.md``; returns the markdown path.
     ``B`` / ``seed`` override the configuration's resamples and seed (tests use fewer resamples)."""
     root = Path(root)
     cfg = load_config(root)
@@ -313,8 +366,8 @@ def write_leaderboard(root: Path, *, B: int | None = None, seed: int | None = No
     seed = cfg.seed if seed is None else seed
     with tempfile.TemporaryDirectory(prefix="shepherd-bench-leaderboard-") as tmp:
         replayed = Path(tmp) / "runs"
-        for entry in cfg.tasks:
-            replay_task(root, cfg, entry, replayed, B)
+        blocks = {f"claims:{entry.name}": claims_table(replay_task(root, cfg, entry, replayed, B))
+                  for entry in cfg.tasks}
         runs = sorted(committed_runs(replayed, prices) + committed_runs(root / "runs", prices), key=_row_order)
         analyses = analyse(runs, Settings(target=Target("llm_fraction", cfg.target), B=B, seed=seed))
         rel: dict[str, str] = {}
@@ -322,6 +375,10 @@ def write_leaderboard(root: Path, *, B: int | None = None, seed: int | None = No
             for a in analyses:
                 plot_task(a, root / "plots" / f"{a.task}.png")
                 rel[a.task] = f"plots/{a.task}.png"
+        blocks.update({f"results:{a.task}": summary_table(a) for a in analyses})
+        for doc in (root / "notes.md", root.parent / "README.md"):
+            if doc.exists():
+                fill_generated(doc, blocks)
         out = root / "LEADERBOARD.md"
         out.write_text(render_leaderboard(root, analyses, prices, runs, rel))
     return out

@@ -183,7 +183,7 @@ def claims(rp: Replay, target: str = "0.95", B: int = 10000, seed: int = 0, leve
         rows.append({"claim": "3 the predictor saves vs LLM-only at matched accuracy", "measure": "no predictor curve",
                      "value": "n/a", "ci": "n/a", "verdict": NOT_MEASURED})
     for name, m in m_pred.items():
-        rows.append({"claim": "3 the predictor saves vs LLM-only at matched accuracy",
+        rows.append({"claim": "3 the predictor saves vs LLM-only at matched accuracy", "curve": name,
                      "measure": f"{name}: cost reduction at {tgt} ({_usd(m.cost)} per 1k vs {_usd(m.llm_cost)})",
                      "value": _pct(m.reduction), "ci": f"[{_pct(m.reduction_low)}, {_pct(m.reduction_high)}]",
                      "verdict": _verdict(m.reduction_low, m.reduction_high, 0.0)
@@ -205,7 +205,7 @@ def claims(rp: Replay, target: str = "0.95", B: int = 10000, seed: int = 0, leve
             r = _ratio(m.resampled, _resampled_cost(oracle, m.B, seed))
             lo, hi = _quantiles(r, level)
             est = None if m.cost is None else m.cost / oracle.summary()["cost_per_query"]
-            rows.append({"claim": "5 learned cost within 1.5x of the oracle's",
+            rows.append({"claim": "5 learned cost within 1.5x of the oracle's", "curve": name,
                          "measure": f"{name} cost at {tgt} / oracle shepherding cost",
                          "value": _fmt_ratio(est), "ci": f"[{_fmt_ratio(lo)}, {_fmt_ratio(hi)}]",
                          "verdict": ratio_verdict(est, lo, hi, 1.5, m.cost is not None)})
@@ -213,9 +213,13 @@ def claims(rp: Replay, target: str = "0.95", B: int = 10000, seed: int = 0, leve
             r = _ratio(m.resampled, m_fixed.resampled)
             lo, hi = _quantiles(r, level)
             est = None if m.cost is None or m_fixed.cost is None else m.cost / m_fixed.cost
-            rows.append({"claim": "5 adaptive vs the best fixed hint size",
-                         "measure": f"{name} cost at {tgt} / fixed hints' ({_usd(m_fixed.cost)} per 1k)",
-                         "value": _fmt_ratio(est), "ci": f"[{_fmt_ratio(lo)}, {_fmt_ratio(hi)}]",
+            fixed_cost = f"{_usd(m_fixed.cost)} per 1k" if m_fixed.cost is not None else \
+                "no fixed hint size reaches the target"
+            # fixed hints reaching the target in no resample: every ratio is 0, an interval says nothing
+            ci = "n/a" if not r.any() else f"[{_fmt_ratio(lo)}, {_fmt_ratio(hi)}]"
+            rows.append({"claim": "5 adaptive vs the best fixed hint size", "curve": name,
+                         "measure": f"{name} cost at {tgt} / fixed hints' ({fixed_cost})",
+                         "value": _fmt_ratio(est), "ci": ci,
                          "verdict": ratio_verdict(est, lo, hi, 1.0, m.cost is not None)})
     return rows
 
@@ -251,7 +255,7 @@ def _ratio_rows(name: str, m: MatchedCost, bname: str, b: MatchedCost, level: fl
     cost_r = _ratio(m.resampled, b.resampled)
     lo, hi = _quantiles(cost_r, level)
     est = None if m.cost is None or b.cost is None else m.cost / b.cost
-    rows = [{"claim": "4 shepherding vs the best routing / cascade",
+    rows = [{"claim": "4 shepherding vs the best routing / cascade", "curve": name,
              "measure": f"{name} / {bname} ({_usd(b.cost)} per 1k): ratio of costs at the target",
              "value": _fmt_ratio(est), "ci": f"[{_fmt_ratio(lo)}, {_fmt_ratio(hi)}]",
              "verdict": ratio_verdict(est, lo, hi, 1.0, m.cost is not None)}]
@@ -264,7 +268,7 @@ def _ratio_rows(name: str, m: MatchedCost, bname: str, b: MatchedCost, level: fl
         if both.all():  # an interval only when every resample reaches the target on both curves
             s = (m.llm_resampled - m.resampled) / (m.llm_resampled - b.resampled)
             s_lo, s_hi = _quantiles(s, level)
-    rows.append({"claim": "4 shepherding vs the best routing / cascade",
+    rows.append({"claim": "4 shepherding vs the best routing / cascade", "curve": name,
                  "measure": f"{name} / {bname}: ratio of savings vs LLM-only",
                  "value": _fmt_ratio(sav_est), "ci": f"[{_fmt_ratio(s_lo)}, {_fmt_ratio(s_hi)}]",
                  "verdict": _verdict(s_lo, s_hi, 1.0) if sav_est is not None else NOT_MEASURED})

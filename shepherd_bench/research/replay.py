@@ -116,12 +116,36 @@ def thresholds(score: pd.Series, points: int = 21) -> list[float]:
 
 # --- policy results -----------------------------------------------------------------------------------
 
-def score_curve(name: str, df: pd.DataFrame, lt: pd.DataFrame) -> Curve:
+def cascade_scores(name: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path, seed: int = 0) -> pd.Series:
+    """``cascade:NAME``'s confidence per query: a built-in score of the SLM's recorded answer (``SCORES``),
+    else the registered cascade ``cascade-NAME``'s replay protocol, ``replay_scores(labels, *, seed,
+    folds, params)``: one score per labelled query from its ``text`` and ``slm_answer`` (the SLM's level-0
+    answer; a learned scorer fits on the other folds only), higher = keep the SLM's answer."""
+    import numpy as np
+    import pandas as pd
+
+    from ..strategies import get_strategy, strategy_names
+
+    if name in SCORES:
+        return SCORES[name](df)
+    known = sorted(SCORES) + [n.removeprefix("cascade-") for n in strategy_names()
+                              if n.startswith("cascade-") and hasattr(get_strategy(n), "replay_scores")]
+    cls = get_strategy(f"cascade-{name}") if f"cascade-{name}" in strategy_names() else None
+    fn = getattr(cls, "replay_scores", None)
+    if fn is None:
+        raise ReplayError(f"unknown score '{name}' for cascade; known: {', '.join(sorted(set(known)))} (a "
+                          f"registered cascade replays when it implements replay_scores)")
+    rows = routing_labels(lt, df, grid)
+    return pd.Series(np.asarray(fn(rows, seed=seed, folds=ROUTE_FOLDS), dtype=float),
+                     index=pd.Index([r["query_id"] for r in rows], name="query_id"))
+
+
+def score_curve(name: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path | None = None) -> Curve:
     """A cascade (SLM first, escalate where the score is below the threshold) swept over the thresholds
-    of a score."""
-    if name not in SCORES:
+    of a score (``cascade_scores``)."""
+    if name not in SCORES and grid is None:
         raise ReplayError(f"unknown score '{name}' for cascade; known: {', '.join(sorted(SCORES))}")
-    score = SCORES[name](df).reindex(queries_of(lt))
+    score = cascade_scores(name, df, lt, grid or Path()).reindex(queries_of(lt))
     curve = Curve(f"cascade:{name}")
     for t in thresholds(score.fillna(score.min())):
         low = score.fillna(-math.inf) < t
@@ -196,7 +220,7 @@ def curve_policy(spec: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path, pric
     if spec == "fixed-curve":
         return fixed_curve(lt)
     if name == "cascade":
-        return score_curve(arg, df, lt)
+        return score_curve(arg, df, lt, grid)
     if name == "route":
         return router_curve(arg, df, lt, grid)
     if name == "predicted":

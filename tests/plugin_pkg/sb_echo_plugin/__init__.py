@@ -51,3 +51,34 @@ class RouteByLength(StrategyBase):
             for i, res in zip(idx, backend.generate([queries[i].request() for i in idx]), strict=True):
                 out[i] = single_call_attempt(queries[i], role, res)
         return [out[i] for i in range(len(queries))]
+
+
+class CascadeByLength(StrategyBase):
+    """A plugin cascade: the SLM answers; the longer its answer, the less it is trusted (score = minus the
+    words of the SLM's answer; defer to the LLM when the score is below the threshold). It implements the
+    replay protocol (``replay_scores``, from the SLM's recorded answer), so `shepherd-bench replay --policy
+    cascade:plugin-length` scores it on any hint grid without a model call."""
+
+    name: ClassVar[str] = "cascade-plugin-length"
+    kind: ClassVar[str] = "cascade"
+    params: ClassVar[tuple[Param, ...]] = (Param("threshold", float, -200.0, "defer when -words < threshold"),)
+
+    @staticmethod
+    def score(answer: str) -> float:
+        return -float(len(answer.split()))
+
+    @classmethod
+    def replay_scores(cls, labels: list[dict[str, Any]], *, seed: int = 0, folds: int = 5,
+                      params: dict[str, Any] | None = None) -> list[float]:
+        """One score per labelled query, from the SLM's answer (``slm_answer``) alone."""
+        return [cls.score(str(r.get("slm_answer", ""))) for r in labels]
+
+    def solve(self, queries: list[Query], models: ModelPair) -> list[Attempt]:
+        first = models.small.generate([q.request() for q in queries])
+        out = [single_call_attempt(q, "small", r) for q, r in zip(queries, first, strict=True)]
+        defer = [i for i, r in enumerate(first) if self.score(r.text) < self.config["threshold"]]
+        for i, res in zip(defer, models.large.generate([queries[i].request() for i in defer]), strict=True):
+            deferred = single_call_attempt(queries[i], "large", res)
+            deferred.calls = out[i].calls + deferred.calls  # both calls are metered
+            out[i] = deferred
+        return out
