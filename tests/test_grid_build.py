@@ -197,3 +197,24 @@ def test_llm_jsonl_holds_prompt_and_tokens(tmp_path: Path) -> None:
     assert {r["query_id"] for r in recs} == set(NEED)
     r = next(r for r in recs if r["query_id"] == "q3")
     assert r["prompt"] == "q3" and r["output_tokens"] == 5 and r["tokens_join_to_text"]
+
+
+def test_the_recorded_command_keeps_engine_options_and_never_a_secret() -> None:
+    """Options that change no row (a larger llama.cpp slot) stay out of the fingerprint but in the
+    manifest, so the grid's command reruns as it was built; anything that looks like a secret is dropped."""
+    from shepherd_bench.config import ModelConfig
+    from shepherd_bench.research.grid import GridConfig, GridSpec, engine_options, grid_command
+
+    slm = ModelConfig("llamacpp:qwen2.5-coder-0.5b", "embedded-slm", options={"n_ctx_per_slot": 8192})
+    llm = ModelConfig("openai:gpt-x", "gpt-x", options={"base_url": "http://h/v1", "api_key_env": "MY_KEY",
+                                               "concurrency": 8, "extra": "sk-abc"})
+    cfg = GridConfig("mbpp", slm, llm, GridSpec(levels=(0.0, 16.0), kind="tokens"))
+    plain = GridConfig("mbpp", ModelConfig(slm.spec, slm.price),
+                       ModelConfig(llm.spec, llm.price, options={"base_url": "http://h/v1"}), cfg.spec)
+    assert cfg.fingerprint() == plain.fingerprint()  # engine options change no row
+    assert engine_options(llm) == {"concurrency": 8}
+    manifest = {"config": cfg.measured(), "llm": {"engine_options": engine_options(llm)},
+                "slm": {"engine_options": engine_options(slm)}}
+    cmd = grid_command(manifest)
+    assert "--slm-opt n_ctx_per_slot=8192" in cmd and "--llm-opt base_url=http://h/v1" in cmd
+    assert "--llm-opt concurrency=8" in cmd and "KEY" not in cmd and "sk-" not in cmd

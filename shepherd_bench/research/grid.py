@@ -506,8 +506,9 @@ def grid_command(manifest: dict[str, Any]) -> str:
         parts.append("--early-stop")
     for role in ("slm", "llm"):
         model = cfg.get(role) or {}
+        options = {**(model.get("options") or {}), **((manifest.get(role) or {}).get("engine_options") or {})}
         parts.append(f"--{role} {model.get('spec', '?')}")
-        parts += [f"--{role}-opt {k}={v}" for k, v in sorted((model.get("options") or {}).items())]
+        parts += [f"--{role}-opt {k}={v}" for k, v in sorted(options.items())]
     return " ".join(parts)
 
 
@@ -828,6 +829,14 @@ def select_docs(docs: list[Doc], limit: int | None, subset: int | None, seed: in
     return docs[:limit] if limit else docs
 
 
+def engine_options(m: ModelConfig) -> dict[str, Any]:
+    """A model's options that ``GridConfig.measured`` leaves out (they change no row, e.g. a larger
+    llama.cpp slot), recorded so that the grid's command can be rerun as it was."""
+    secret = ("key", "secret", "auth", "header", "password")  # never written, whatever the value
+    return {k: v for k, v in sorted(m.options.items())
+            if k != "base_url" and not any(w in k.lower() for w in secret) and not str(v).startswith("sk-")}
+
+
 def grid_manifest(cfg: GridConfig, dataset: Any, n_docs: int) -> dict[str, Any]:
     from datetime import datetime, timezone
 
@@ -844,8 +853,9 @@ def grid_manifest(cfg: GridConfig, dataset: Any, n_docs: int) -> dict[str, Any]:
         "limit": cfg.limit,
         "n_queries": n_docs,
         "dataset": {"source": dataset.source, "sha256": dataset.sha256, "n_total": len(dataset.docs)},
-        "slm": {"spec": cfg.slm.spec, "price": cfg.slm.price},
-        "llm": {"spec": cfg.llm.spec, "price": cfg.llm.price},
+        # engine options that do not change a row (slot size, threads...): the grid command needs them
+        "slm": {"spec": cfg.slm.spec, "price": cfg.slm.price, "engine_options": engine_options(cfg.slm)},
+        "llm": {"spec": cfg.llm.spec, "price": cfg.llm.price, "engine_options": engine_options(cfg.llm)},
         "cost_model": "LLM level k priced as llm_input_tokens * p_in + hint_tokens * p_out (k = 0: free)",
         "early_stop_note": ("early-stopped grid: levels after the first all-correct one are missing; "
                             "use it for predictor labels, not fixed-level curves") if cfg.spec.early_stop else "",
