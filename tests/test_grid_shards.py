@@ -195,6 +195,20 @@ def test_merge_refuses_missing_unfinished_or_foreign_slices(tmp_path: Path) -> N
         merge_shards(tmp_path / "one", cfg)
 
 
+def test_merge_refuses_another_batch_size_than_the_slices(tmp_path: Path) -> None:
+    cfg = config(GridSpec(levels=(0.0, 1.0)), 2)
+    docs = Task().load().docs
+    for i in range(2):
+        shard = Shard(i, 2)
+        store = GridStore(shard.folder(tmp_path))
+        store.open(shard_manifest({**manifest(cfg), "batch_size": 2}, shard, [d.id for d in docs]), cfg.fingerprint())
+        build_grid(Task(), shard.take(docs), pair()[0], cfg.spec, store, batch_size=2)
+        mark_shard_finished(store)
+    with pytest.raises(GridError, match="built with --batch-size 2; merge with the same --batch-size"):
+        merge_shards(tmp_path, config(cfg.spec, 3))
+    assert merge_shards(tmp_path, cfg).queries == N
+
+
 def test_shard_slices_and_flags() -> None:
     assert Shard.parse("1/3").take(list(range(8))) == [1, 4, 7]
     assert [Shard(1, 3).position(i) for i in range(3)] == [1, 4, 7]

@@ -702,6 +702,11 @@ def merge_shards(root: Path, cfg: GridConfig, count: int | None = None) -> Merge
     if len(totals) > 1:
         raise GridError(f"the slices under {root / SHARDS_DIR} cover different selections ({sorted(totals)} "
                         f"queries): build every slice with the same --limit / --subset, then merge")
+    sizes = {int(m["batch_size"]) for m in manifests if "batch_size" in m}
+    if sizes and sizes != {cfg.batch_size}:
+        raise GridError(f"the slices under {root / SHARDS_DIR} were built with --batch-size "
+                        f"{', '.join(map(str, sorted(sizes)))}; merge with the same --batch-size (it sets the "
+                        f"row order of the one-process grid and what each SLM batch held)")
     step = cfg.batch_size if cfg.batch_size > 0 else max(totals.pop(), 1)
     answers: list[tuple[int, dict[str, Any]]] = []
     rows: list[tuple[tuple[int, float, bool, int, int], dict[str, Any]]] = []
@@ -851,6 +856,7 @@ def grid_manifest(cfg: GridConfig, dataset: Any, n_docs: int) -> dict[str, Any]:
         "spec": asdict(cfg.spec),
         "seed": cfg.spec.seed,
         "limit": cfg.limit,
+        "batch_size": cfg.batch_size,  # queries per chunk: the row order, and what each SLM batch held
         "n_queries": n_docs,
         "dataset": {"source": dataset.source, "sha256": dataset.sha256, "n_total": len(dataset.docs)},
         # engine options that do not change a row (slot size, threads...): the grid command needs them
