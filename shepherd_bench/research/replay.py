@@ -407,7 +407,8 @@ def add_replay_parser(sub: Any) -> Any:
     p.add_argument("--grid", type=Path, required=True, help="grid folder built by `shepherd-bench grid`")
     p.add_argument("--policy", action="append", metavar="POLICY",
                    help="slm | llm | oracle | oracle-route | oracle-cascade | fixed:F | tokens:K | fixed-curve | "
-                   "cascade:SCORE | route:ROUTER | predicted:PATH | predicted:cv[-huber|-classes] | transfer:GRID "
+                   "cascade:SCORE (logprob, agreement, short, or a registered cascade-NAME with replay_scores, "
+                   "e.g. frugal) | route:ROUTER | predicted:PATH | predicted:cv[-huber|-classes] | transfer:GRID "
                    "(repeatable; default: the oracle set and fixed-curve)")
     p.add_argument("--format", choices=["md", "json"], default="md")
     p.add_argument("--prices", type=Path, help="price table JSON (default: leaderboard/prices.json)")
