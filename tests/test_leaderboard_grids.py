@@ -37,7 +37,7 @@ def table_rows(text: str) -> dict[str, list[str]]:
     return out
 
 
-@pytest.mark.parametrize("task", ["humaneval", "gsm8k"])
+@pytest.mark.parametrize("task", ["humaneval", "gsm8k", "mbpp"])
 def test_rows_agree_with_the_raw_grid_and_state_its_sha256(task: str, tmp_path: Path, data_dir: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     if not (COMMITTED / "grids" / task).exists():
