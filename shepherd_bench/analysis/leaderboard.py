@@ -140,16 +140,10 @@ def plugin_policies(listed: Sequence[str]) -> list[str]:
     """``route:<name>`` / ``cascade:<name>`` for every registered router / cascade that implements the
     replay protocol (``replay_scores``) and is not listed already: a baseline added as an adapter gets its
     rows without a config change."""
-    from .. import strategies
+    from ..research.replay import replayable_strategies
 
-    out = []
-    for name in strategies.strategy_names():
-        kind = name.partition("-")[0]
-        policy = f"{kind}:{name.partition('-')[2]}"
-        if kind in ("route", "cascade") and hasattr(strategies.get_strategy(name), "replay_scores") \
-                and policy not in listed:
-            out.append(policy)
-    return out
+    policies = [f"{kind}:{name}" for kind in ("route", "cascade") for name in replayable_strategies(kind)]
+    return [p for p in sorted(policies, key=lambda p: p.replace(":", "-", 1)) if p not in listed]  # by strategy name
 
 
 def task_policies(root: Path, cfg: BoardConfig, entry: TaskEntry) -> list[str]:
@@ -316,10 +310,12 @@ SUMMARY_HEADERS = ["strategy", "accuracy [95% CI]", "$ / 1k queries [95% CI]", "
 SUMMARY_COLUMNS = (0, 3, 5, 6)  # of HEADERS
 VARIANT_SUFFIXES = ("-huber", "-classes")
 """Predictor variants with a fixed stage 2: in the replay reports and the leaderboard, not in the summaries."""
+VARIANT = re.compile("(" + "|".join(map(re.escape, VARIANT_SUFFIXES)) + r")(?=[,)]|$)")
 
 
 def _is_variant(strategy: str) -> bool:
-    return any(f"predictor=cv5{s}" in strategy or strategy.endswith(s) for s in VARIANT_SUFFIXES)
+    """A predictor variant, named as a curve (``predicted:cv5-huber``) or as a run (``predictor=cv5-huber,``)."""
+    return VARIANT.search(strategy) is not None
 
 
 def summary_table(a: TaskAnalysis) -> str:

@@ -116,6 +116,15 @@ def thresholds(score: pd.Series, points: int = 21) -> list[float]:
 
 # --- policy results -----------------------------------------------------------------------------------
 
+def replayable_strategies(kind: str) -> list[str]:
+    """The names (without the ``kind-`` prefix) of the registered ``kind`` strategies, routers or cascades,
+    that implement the replay protocol (``replay_scores``)."""
+    from ..strategies import get_strategy, strategy_names
+
+    return [n.removeprefix(f"{kind}-") for n in strategy_names()
+            if n.startswith(f"{kind}-") and hasattr(get_strategy(n), "replay_scores")]
+
+
 def cascade_scores(name: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path, seed: int = 0) -> pd.Series:
     """``cascade:NAME``'s confidence per query: a built-in score of the SLM's recorded answer (``SCORES``),
     else the registered cascade ``cascade-NAME``'s replay protocol, ``replay_scores(labels, *, seed,
@@ -124,28 +133,24 @@ def cascade_scores(name: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path, se
     import numpy as np
     import pandas as pd
 
-    from ..strategies import get_strategy, strategy_names
+    from ..strategies import get_strategy
 
     if name in SCORES:
         return SCORES[name](df)
-    known = sorted(SCORES) + [n.removeprefix("cascade-") for n in strategy_names()
-                              if n.startswith("cascade-") and hasattr(get_strategy(n), "replay_scores")]
-    cls = get_strategy(f"cascade-{name}") if f"cascade-{name}" in strategy_names() else None
-    fn = getattr(cls, "replay_scores", None)
-    if fn is None:
-        raise ReplayError(f"unknown score '{name}' for cascade; known: {', '.join(sorted(set(known)))} (a "
-                          f"registered cascade replays when it implements replay_scores)")
+    registered = replayable_strategies("cascade")
+    if name not in registered:
+        raise ReplayError(f"unknown score '{name}' for cascade; known: {', '.join(sorted({*SCORES, *registered}))} "
+                          f"(a registered cascade replays when it implements replay_scores)")
+    fn = get_strategy(f"cascade-{name}").replay_scores  # type: ignore[attr-defined]
     rows = routing_labels(lt, df, grid)
     return pd.Series(np.asarray(fn(rows, seed=seed, folds=ROUTE_FOLDS), dtype=float),
                      index=pd.Index([r["query_id"] for r in rows], name="query_id"))
 
 
-def score_curve(name: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path | None = None) -> Curve:
+def score_curve(name: str, df: pd.DataFrame, lt: pd.DataFrame, grid: Path) -> Curve:
     """A cascade (SLM first, escalate where the score is below the threshold) swept over the thresholds
     of a score (``cascade_scores``)."""
-    if name not in SCORES and grid is None:
-        raise ReplayError(f"unknown score '{name}' for cascade; known: {', '.join(sorted(SCORES))}")
-    score = cascade_scores(name, df, lt, grid or Path()).reindex(queries_of(lt))
+    score = cascade_scores(name, df, lt, grid).reindex(queries_of(lt))
     curve = Curve(f"cascade:{name}")
     for t in thresholds(score.fillna(score.min())):
         low = score.fillna(-math.inf) < t
