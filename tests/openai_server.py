@@ -54,6 +54,8 @@ class Completion:
     completion_tokens: int
     cached_tokens: int = 0
     finish_reason: str = "stop"
+    tokens: tuple[str, ...] | None = None  # the completion's token texts, returned when logprobs are asked
+    logprobs: tuple[float, ...] | None = None
 
 
 Generator = Callable[[dict[str, Any]], Completion]
@@ -81,7 +83,9 @@ def backend_generator(backend: Backend) -> Generator:
         res = backend.generate([req])[0]
         if res.error:
             raise RuntimeError(res.error)
-        return Completion(res.text, res.input_tokens, res.output_tokens, res.cached_input_tokens, res.finish_reason)
+        return Completion(res.text, res.input_tokens, res.output_tokens, res.cached_input_tokens, res.finish_reason,
+                          tuple(res.tokens) if res.tokens else None,
+                          tuple(res.token_logprobs) if res.token_logprobs else None)
 
     return gen
 
@@ -373,6 +377,11 @@ def _chat_response(body: dict[str, Any], c: Completion, *, with_usage: bool) -> 
             {"index": 0, "message": {"role": "assistant", "content": c.text}, "finish_reason": c.finish_reason}
         ],
     }
+    if body.get("logprobs") and c.tokens is not None:  # as the API returns them: one entry per output token
+        lps = c.logprobs or (0.0,) * len(c.tokens)
+        resp["choices"][0]["logprobs"] = {"content": [
+            {"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
+            for t, lp in zip(c.tokens, lps, strict=True)]}
     if with_usage:
         resp["usage"] = {
             "prompt_tokens": c.prompt_tokens,

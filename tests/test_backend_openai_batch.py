@@ -26,7 +26,14 @@ from shepherd_bench.backends.openai_compat import OpenAICompatBackend, OpenAISet
 from shepherd_bench.config import ConfigError, ModelConfig, RunConfig, default_price
 from shepherd_bench.prices import PriceError, load_prices
 from shepherd_bench.runner import execute
-from tests.openai_server import Fault, OpenAILoopbackServer, answer_table, canned_generator, gsm8k_table
+from tests.openai_server import (
+    Completion,
+    Fault,
+    OpenAILoopbackServer,
+    answer_table,
+    canned_generator,
+    gsm8k_table,
+)
 
 KEY_ENV = "SB_BATCH_TEST_KEY"
 KEY = "sk-batch-test-NEVER-ON-DISK-5150"
@@ -369,3 +376,43 @@ def test_result_lines_are_read_as_openai_and_vllm_write_them(monkeypatch: pytest
         got = backend._line_result(line, req, 0.0)
         assert (got.text, got.error, got.input_tokens, got.output_tokens) == (
             want.text, want.error, want.input_tokens, want.output_tokens), line
+
+
+def test_a_grid_builds_its_llm_leg_through_the_batch_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grid's LLM answers (text, token texts, usage) come through one batch on the loopback server and
+    give the same grid, row for row, as the LLM called directly; a rebuild submits nothing."""
+    import pandas as pd
+
+    from shepherd_bench.backends.meter import MeteredBackend
+    from shepherd_bench.research.grid import GridSpec, GridStore, build_grid, load_grid
+    from shepherd_bench.strategies.base import ModelPair
+    from tests.test_grid_build import LLM_TOKENS, PROMPT_TOKENS, ScriptedBackend, ScriptedTask
+
+    def scripted_llm(body: dict[str, Any]) -> Completion:
+        qid = body["messages"][-1]["content"]
+        toks = tuple(f"L{i}|" for i in range(LLM_TOKENS[qid]))
+        return Completion("".join(toks), PROMPT_TOKENS[qid], len(toks), tokens=toks, logprobs=(-0.25,) * len(toks))
+
+    def grid(root: Path, large: Any) -> Any:
+        task = ScriptedTask()
+        store = GridStore(root)
+        store.open({"kind": "hint-grid", "fingerprint": "fp"}, "fp")
+        build_grid(task, task.load().docs, ModelPair(MeteredBackend(ScriptedBackend("small"), "small"),
+                                                      MeteredBackend(large, "large")), GridSpec(levels=(0.0, 3.0, 7.0), kind="tokens"),
+                   store)
+        return load_grid(root)
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with OpenAILoopbackServer(scripted_llm, api_key=KEY) as srv:
+        backend = make_backend("openai-batch:gpt-4o-mini", "large", batch_opts(srv, tmp_path / "state"))
+        batched = grid(tmp_path / "batch", backend)
+        assert not srv.state.bodies and len(srv.state.batch_creates) == 1
+        assert len(uploaded_lines(srv, 0)) == len(LLM_TOKENS)
+        assert all(x["body"]["logprobs"] for x in uploaded_lines(srv, 0))  # the grid needs the token texts
+        assert records(tmp_path / "state") == []
+        direct = grid(tmp_path / "direct", ScriptedBackend("large"))
+        keep = [c for c in direct.columns if "latency" not in c]
+        assert len(batched) == len(direct) > len(LLM_TOKENS)
+        pd.testing.assert_frame_equal(batched[keep], direct[keep])
+        grid(tmp_path / "batch", backend)  # resumed: everything is in the grid already
+        assert len(srv.state.batch_creates) == 1
