@@ -38,6 +38,10 @@ def test_claims_on_a_synthetic_grid(replay: object) -> None:
     # 16 of the 80-token answer is 20%: in range, and it helps the queries needing <= 16 tokens
     assert "20% of the answer" in one["tokens:16"]["measure"] and one["tokens:16"]["verdict"] == HOLDS
     assert one["tokens:64"]["verdict"].startswith(NOT_MEASURED)  # 80% of the answer: outside 10-30%
+    # sized per query: every answer is 80 tokens, so each query's level nearest 20% is 16, as tokens:16
+    assert "120 of 120 queries have one; median hint 20%" in one["per"]["measure"]
+    assert (one["per"]["value"], one["per"]["ci"], one["per"]["verdict"]) == (
+        one["tokens:16"]["value"], one["tokens:16"]["ci"], HOLDS)
     # the oracle hints exactly what each query needs: cheaper than paying the whole answer
     assert all(r["verdict"] == HOLDS and r["value"].startswith("-$") for r in by["2"])
     assert by["3"][0]["verdict"] == NOT_MEASURED and by["4"][0]["verdict"] == NOT_MEASURED
@@ -74,3 +78,23 @@ def test_ratio_verdicts_when_a_curve_does_not_reach_the_target() -> None:
     assert ratio_verdict(None, 0.0, 0.0, 1.0, True) == HOLDS  # only the predictor reaches the target
     assert ratio_verdict(None, None, None, 1.0, False) == FAILS  # the predictor does not reach it
     assert ratio_verdict(1.2, 1.0, 1.4, 1.5, True) == HOLDS  # within 1.5x
+
+
+def test_relative_hints_pick_the_level_nearest_20_percent_of_each_answer() -> None:
+    import pandas as pd
+
+    from shepherd_bench.research.outcomes import relative_hint_rows
+
+    def rows(qid: str, answer: int, levels: list[int]) -> list[dict[str, object]]:
+        return [{"query_id": qid, "level": float(k), "hint_tokens": min(k, answer), "full": k >= answer,
+                 "llm_output_tokens": answer, "acc": 1.0, "cost": float(k)} for k in [0, *levels]]
+
+    lt = pd.DataFrame(rows("a", 100, [16, 32, 64])  # 16% and 32%: 16 (4 from 20%) is inside, 32 is not
+                      + rows("b", 200, [16, 32, 64])  # 8%, 16%, 32%: 32 is the only one inside
+                      + rows("c", 40, [16, 32, 64])  # 40%, 80%, full: none inside
+                      + rows("d", 160, [16, 32, 48])  # 10% and 30% at the edges, 20% exactly: 32
+                      + rows("e", 120, [24, 36]))  # 20% and 30%: 24
+    got = relative_hint_rows(lt).set_index("query_id")["hint_tokens"].to_dict()
+    assert got == {"a": 16, "b": 32, "d": 32, "e": 24}
+    edges = relative_hint_rows(lt[lt["level"] != 32])
+    assert edges.set_index("query_id")["hint_tokens"].to_dict() == {"a": 16, "d": 16, "e": 24}  # d: tie -> smaller

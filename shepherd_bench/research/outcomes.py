@@ -113,6 +113,18 @@ def token_rows(lt: pd.DataFrame, hints: pd.Series) -> pd.DataFrame:
     return _one_per_query(chosen, pd_index(hints), "tokens")
 
 
+def relative_hint_rows(lt: pd.DataFrame, low: float = 0.1, high: float = 0.3) -> pd.DataFrame:
+    """Per query the hinted grid level whose hint is ``low``-``high`` of the query's own LLM answer, the
+    one nearest the middle of that range (ties: the smaller hint); a query with no such level (its
+    answer too short or too long for the grid's levels) is left out. Columns: the level table's."""
+    t = lt[~lt["full"] & (lt["hint_tokens"] > 0) & (lt["llm_output_tokens"] > 0)]
+    frac = t["hint_tokens"] / t["llm_output_tokens"]
+    inside = (frac >= low - 1e-9) & (frac <= high + 1e-9)
+    t = t[inside].assign(_gap=(frac[inside] - (low + high) / 2).abs().round(9))  # 10% and 30% tie
+    chosen = t.sort_values(["query_id", "_gap", "hint_tokens"]).drop_duplicates("query_id")
+    return chosen.drop(columns="_gap").reset_index(drop=True)
+
+
 def pd_index(hints: pd.Series) -> pd.Index:
     import pandas as pd
 
