@@ -397,9 +397,8 @@ def test_a_grid_builds_its_llm_leg_through_the_batch_api(tmp_path: Path, monkeyp
         task = ScriptedTask()
         store = GridStore(root)
         store.open({"kind": "hint-grid", "fingerprint": "fp"}, "fp")
-        build_grid(task, task.load().docs, ModelPair(MeteredBackend(ScriptedBackend("small"), "small"),
-                                                      MeteredBackend(large, "large")), GridSpec(levels=(0.0, 3.0, 7.0), kind="tokens"),
-                   store)
+        pair = ModelPair(MeteredBackend(ScriptedBackend("small"), "small"), MeteredBackend(large, "large"))
+        build_grid(task, task.load().docs, pair, GridSpec(levels=(0.0, 3.0, 7.0), kind="tokens"), store)
         return load_grid(root)
 
     monkeypatch.setenv(KEY_ENV, KEY)

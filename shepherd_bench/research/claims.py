@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 HOLDS, FAILS, UNSURE, NOT_MEASURED = "holds", "does not hold", "inconclusive", "not measured"
 PREDICTOR_PREFIXES = ("predicted:", "transfer:")
 BASELINE_PREFIXES = ("route:", "cascade:")
+CLAIM_ONE = "1 hints of 10-30% of the answer help"
 
 
 def _verdict(low: float | None, high: float | None, good_above: float) -> str:
@@ -102,9 +103,6 @@ def _resampled_cost(result: PolicyResult, B: int, seed: int) -> np.ndarray:
 
 
 def claim_one(rp: Replay, B: int, seed: int, level: float) -> list[dict[str, Any]]:
-    import numpy as np
-
-    from ..analysis.bootstrap import paired_bootstrap
     from .outcomes import slm_rows
 
     slm = slm_rows(rp.lt)
@@ -113,21 +111,17 @@ def claim_one(rp: Replay, B: int, seed: int, level: float) -> list[dict[str, Any
         frac = hint_fraction(p, rp.lt)
         if list(p.outcome["query_id"]) != list(slm["query_id"]):
             continue
-        boot = paired_bootstrap(
-            np.column_stack([p.outcome["acc"].to_numpy(float), slm["acc"].to_numpy(float)]),
-            np.column_stack([p.outcome["cost"].to_numpy(float), slm["cost"].to_numpy(float)]),
-            [p.name, "slm"], B=B, seed=seed, level=level, pairs=[(p.name, "slm")])
-        d = boot.difference(p.name, "slm").accuracy
+        d = _accuracy_gain(p.outcome, slm, B, seed, level)
         in_range = frac is not None and 10 <= round(100 * frac) <= 30  # as the percentage is shown
         rows.append({
-            "claim": "1 hints of 10-30% of the answer help",
+            "claim": CLAIM_ONE,
             "measure": f"{p.name} (median hint {100 * frac:.0f}% of the answer) - SLM-only, accuracy"
             if frac is not None else f"{p.name} - SLM-only, accuracy",
             "value": f"{_fmt_pts(d.estimate)} pts", "ci": f"[{_fmt_pts(d.low)}, {_fmt_pts(d.high)}]",
             "verdict": _verdict(d.low, d.high, 0.0) if in_range else f"{NOT_MEASURED} (outside 10-30%)",
         })
     if not rows:
-        rows.append({"claim": "1 hints of 10-30% of the answer help", "measure": "no fixed hint replayed",
+        rows.append({"claim": CLAIM_ONE, "measure": "no fixed hint replayed",
                      "value": "n/a", "ci": "n/a", "verdict": NOT_MEASURED})
     return rows + [relative_hint_claim(rp.lt, slm, B, seed, level)]
 
@@ -138,26 +132,32 @@ def relative_hint_claim(lt: Any, slm: Any, B: int, seed: int, level: float) -> d
     queries (paired). Token-level grids cover only the queries whose answers suit some level."""
     import numpy as np
 
-    from ..analysis.bootstrap import paired_bootstrap
     from .outcomes import relative_hint_rows
 
     rel = relative_hint_rows(lt)
-    claim = "1 hints of 10-30% of the answer help"
     if len(rel) < 2:
-        return {"claim": claim, "measure": f"no grid level is 10-30% of the answer for 2 or more of the "
+        return {"claim": CLAIM_ONE, "measure": f"no grid level is 10-30% of the answer for 2 or more of the "
                 f"{len(slm)} queries", "value": "n/a", "ci": "n/a", "verdict": NOT_MEASURED}
-    base = slm.set_index("query_id").loc[rel["query_id"]].reset_index()
-    boot = paired_bootstrap(
-        np.column_stack([rel["acc"].to_numpy(float), base["acc"].to_numpy(float)]),
-        np.column_stack([rel["cost"].to_numpy(float), base["cost"].to_numpy(float)]),
-        ["hint", "slm"], B=B, seed=seed, level=level, pairs=[("hint", "slm")])
-    d = boot.difference("hint", "slm").accuracy
+    d = _accuracy_gain(rel, slm.set_index("query_id").loc[rel["query_id"]].reset_index(), B, seed, level)
     frac = float(np.median(rel["hint_tokens"].to_numpy(float) / rel["llm_output_tokens"].to_numpy(float)))
-    return {"claim": claim,
+    return {"claim": CLAIM_ONE,
             "measure": f"per query the level nearest 20% of its own answer ({len(rel)} of {len(slm)} queries have "
                        f"one; median hint {100 * frac:.0f}%) - SLM-only on those queries, accuracy",
             "value": f"{_fmt_pts(d.estimate)} pts", "ci": f"[{_fmt_pts(d.low)}, {_fmt_pts(d.high)}]",
             "verdict": _verdict(d.low, d.high, 0.0)}
+
+
+def _accuracy_gain(hinted: Any, slm: Any, B: int, seed: int, level: float) -> Any:
+    """Paired-bootstrap accuracy difference of two outcome tables over the same queries, in the same order."""
+    import numpy as np
+
+    from ..analysis.bootstrap import paired_bootstrap
+
+    boot = paired_bootstrap(
+        np.column_stack([hinted["acc"].to_numpy(float), slm["acc"].to_numpy(float)]),
+        np.column_stack([hinted["cost"].to_numpy(float), slm["cost"].to_numpy(float)]),
+        ["hint", "slm"], B=B, seed=seed, level=level, pairs=[("hint", "slm")])
+    return boot.difference("hint", "slm").accuracy
 
 
 def claim_two(rp: Replay, B: int, seed: int, level: float) -> list[dict[str, Any]]:
